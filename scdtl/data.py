@@ -65,18 +65,23 @@ SCALES = {  # the vocabulary used in adata.uns["scdtl_scales"]
     "fpkm": "FPKM (fragments per kilobase per million), not counts",
     "log_array_standardized": "log-scale microarray expression, standardized per sample (mean 0, sd 1)",
     "log1p_norm": "log1p(normalize_total to 1e4 of counts)",
-    "minmax": "per-gene min-max of log1p_norm into [0, 1], statistics from the training split",
+    "minmax": "per-gene min-max into [0, 1] of a log-scale matrix (log1p_norm, or log array values for bulk), statistics from the training split",
 }
 
 # %% ../nbs/00_data.ipynb #4a01f6ce
 def set_scale(adata, where: str, scale: str):
     "Record that matrix `where` (e.g. 'X' or 'layers/minmax') of `adata` is on `scale` (a key of `SCALES`)."
     if scale not in SCALES: raise KeyError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
-    adata.uns.setdefault("scdtl_scales", {})[where] = scale
+    *path, leaf = where.split("/")
+    node = adata.uns.setdefault("scdtl_scales", {})
+    for key in path: node = node.setdefault(key, {})
+    node[leaf] = scale
 
 def get_scale(adata, where: str = "X") -> str | None:
     "The recorded scale of matrix `where` in `adata`, or None if unrecorded."
-    return adata.uns.get("scdtl_scales", {}).get(where)
+    node = adata.uns.get("scdtl_scales", {})
+    for key in where.split("/"): node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node or None
 
 # %% ../nbs/00_data.ipynb #8547732b
 import hashlib, importlib.util, logging, os, re

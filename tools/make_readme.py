@@ -1,0 +1,34 @@
+"""Write README.md from nbs/index.ipynb (a stand-in for `nbdev_readme`, which needs Quarto).
+
+nbdev's own doc processors (hide `#| hide` cells, strip directives, render `show_doc`) run on the
+committed notebook, whose outputs are kept, so nothing executes here; nbconvert turns it into Markdown.
+"""
+from pathlib import Path
+import tempfile, yaml
+from nbconvert import MarkdownExporter
+from nbdev.config import get_config
+from nbdev.serve import FilterDefaults
+from nbdev.serve_drv import exec_nb
+
+def make_readme(nb='index.ipynb', out='README.md'):
+    "Render `nbs/<nb>` to `<out>` at the repository root; returns the output path."
+    cfg = get_config()
+    with tempfile.TemporaryDirectory() as tmp:
+        processed = Path(tmp) / nb
+        exec_nb(cfg.nbs_path / nb, processed, FilterDefaults)
+        body, resources = MarkdownExporter().from_filename(str(processed))
+    dest = cfg.config_path / out
+    for name, data in resources.get('outputs', {}).items():  # images from cell outputs
+        (cfg.config_path / 'figures' / name).write_bytes(data)
+        body = body.replace(name, f'figures/{name}')
+    dest.write_text(_title_block(body).strip() + '\n')
+    return dest
+
+def _title_block(md: str) -> str:
+    "Replace the Quarto front matter nbdev produces by a Markdown title and summary line."
+    if not md.startswith('---'): return md
+    _, front, rest = md.split('---', 2)
+    meta = yaml.safe_load(front)
+    return f"# {meta['title']}\n\n> {meta.get('description', '')}\n" + rest
+
+if __name__ == '__main__': print(f'wrote {make_readme()}')
