@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_impute', 'run_demo', 'cmd_demo', 'cmd_datasets', 'parser', 'main']
+__all__ = ['COMMANDS', 'cmd_impute', 'run_demo', 'cmd_demo', 'cmd_bench', 'cmd_datasets', 'parser', 'main']
 
 # %% ../nbs/22_cli.ipynb #cc33fea1
 def _write_atomic(adata, out: Path):
@@ -80,6 +80,18 @@ def cmd_demo(args) -> int:
     print(f"figure: {Path(args.out) / 'demo.png'}")
     return 0
 
+def cmd_bench(args) -> int:
+    "Speed or held-out accuracy on CellBench + GDSC; prints the table and writes a CSV under `--out`."
+    from scdtl import benchmark
+    from scdtl.data import load
+    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    if args.what == "speed":
+        table = pd.DataFrame([benchmark.speed_report(load("cellbench_celseq2_5cl"), load("gdsc"), config=args.config, seed=args.seed)])
+    else: table = benchmark.cellbench_report(config=args.config, seed=args.seed)
+    path = out / f"bench_{args.what}_{args.config}.csv"; table.to_csv(path, index=False)
+    print(table.round(4).to_string(index=False)); print(f"wrote {path}")
+    return 0
+
 def cmd_datasets(args) -> int:
     "Print the registered data sets."
     from scdtl.data import datasets
@@ -104,11 +116,16 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--device", default=None, choices=["cpu", "cuda"])
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench = sub.add_parser("bench", help="benchmarks on CellBench + GDSC (reads $SCDTL_DATA_DIR)")
+    bench.add_argument("what", choices=["speed", "heldout"])
+    bench.add_argument("--out", default="figures", help="folder for the CSV")
+    bench.add_argument("--config", default="fast", choices=["fast", "paper"])
+    bench.add_argument("--seed", type=int, default=0)
     sub.add_parser("datasets", help="list the registered public data sets")
     return p
 
 # %% ../nbs/22_cli.ipynb #aa0d6876
-COMMANDS = {"impute": cmd_impute, "demo": cmd_demo, "datasets": cmd_datasets}
+COMMANDS = {"impute": cmd_impute, "demo": cmd_demo, "bench": cmd_bench, "datasets": cmd_datasets}
 
 def main(argv=None) -> int:
     "Entry point of the `scdtl` command: bad input is reported in one line, not a traceback."
