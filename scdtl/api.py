@@ -10,17 +10,14 @@ from fastcore.basics import patch
 from . import __version__
 from .config import Config, get_config
 from .data import InputError, check_matrix, check_unique_names, check_enough, set_scale, get_scale
-from .preprocess import log_normalize, shared_hvgs, split_labels, MinMaxScaler
+from .preprocess import log_normalize, shared_hvgs, split_labels, MinMaxScaler, BULK_SCALES, MIN_CELLS
 from .model import BulkDAE, SCDTLNet, impute_tensor, sc_latent
 from .train import train_bulk, train_all
 
 # %% auto #0
-__all__ = ['BULK_SCALES', 'MIN_SAMPLES', 'FORMAT', 'SCDTL', 'impute']
+__all__ = ['FORMAT', 'SCDTL', 'impute']
 
 # %% ../nbs/20_api.ipynb #007eb2a5
-BULK_SCALES = ("counts", "log1p_norm", "log_array_standardized")  # what a bulk panel may be given as
-MIN_SAMPLES = 10  # fewer bulk samples or cells cannot fill a 64/16/20 split
-
 def _matrix(adata, layer):  # -> the raw matrix the user points at
     "`adata.X` or `adata.layers[layer]`, with a clear error for a missing layer."
     if layer is None: return adata.X
@@ -38,7 +35,7 @@ def _bulk_log(bulk: ad.AnnData, scale: str | None, layer=None) -> tuple[np.ndarr
                          "(GDSC from scdtl.data is 'log_array_standardized').")
     X = _matrix(bulk, layer)
     check_matrix(X, what="bulk", allow_negative=scale != "counts"); check_unique_names(bulk.var_names)
-    check_enough(bulk.n_obs, MIN_SAMPLES, what="bulk samples")
+    check_enough(bulk.n_obs, MIN_CELLS, what="bulk samples")
     if scale != "counts": return _dense(X), scale
     tmp = ad.AnnData(sp.csr_matrix(X, dtype=np.float32), var=pd.DataFrame(index=bulk.var_names))
     log_normalize(tmp)
@@ -49,7 +46,7 @@ def _sc_log(adata: ad.AnnData, layer=None) -> ad.AnnData:
     "A light copy of the single-cell counts with `layers['log1p_norm']` (totals from the observed counts)."
     X = _matrix(adata, layer)
     check_matrix(X, what="single-cell counts"); check_unique_names(adata.var_names)
-    check_enough(adata.n_obs, MIN_SAMPLES, what="cells")
+    check_enough(adata.n_obs, MIN_CELLS, what="cells")
     tmp = ad.AnnData(sp.csr_matrix(X, dtype=np.float32), obs=pd.DataFrame(index=adata.obs_names),
                      var=pd.DataFrame(index=adata.var_names))
     log_normalize(tmp)
