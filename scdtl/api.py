@@ -112,10 +112,13 @@ def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer
         bulk_scale: str | None = None) -> SCDTL:
     "Train every phase on the raw counts of `adata` (`.X` or `layer`); `bulk` trains phase (i) first if given."
     c = self.config
-    if bulk is not None and c.ablation.use_bulk: self.pretrain_bulk(bulk, bulk_scale=bulk_scale)
+    transfer = c.ablation.use_bulk and c.ablation.transfer
+    if bulk is not None and transfer: self.pretrain_bulk(bulk, bulk_scale=bulk_scale)
     elif bulk is not None: self.bulk_genes = list(map(str, bulk.var_names))  # genes chosen as with bulk, no bulk model
-    if c.ablation.use_bulk and self.bulk_dae is None:
+    if transfer and self.bulk_dae is None:
         raise InputError("no bulk model: pass `bulk=` to fit, call pretrain_bulk first, or use Ablation(use_bulk=False)")
+    if c.ablation.use_bulk and self.bulk_genes is None:
+        raise InputError("the bulk-view path needs the bulk panel's genes: pass `bulk=` to fit")
     obs = _sc_log(adata, layer)
     self.genes, self.split = _select_genes(self, obs), split_labels(obs.n_obs, seed=self.seed)
     x = _dense(obs[:, self.genes].layers["log1p_norm"])
@@ -126,7 +129,7 @@ def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer
     if c.losses.w_cluster > 0:
         labels = torch.as_tensor(_observed_clusters(obs, self.genes, c.losses.n_clusters_resolution, self.seed))
         labels = _split_tensors(labels, self.split)
-    xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.use_bulk else (None, None)
+    xb = _split_tensors(self.bulk_x, self.bulk_split) if transfer else (None, None)
     lab_tr, lab_va = labels if labels is not None else (None, None)
     self.history = [h for h in self.history if h["phase"].startswith("(i)")] + train_all(
         self.net, *xb, *_split_tensors(xs, self.split), config=c, seed=self.seed, labels_train=lab_tr,
@@ -140,7 +143,7 @@ def _build_net(self: SCDTL) -> SCDTLNet:
     if self.config.ablation.use_bulk:
         pos = {g: i for i, g in enumerate(self.bulk_genes)}
         net = SCDTLNet(len(self.bulk_genes), [pos[g] for g in self.genes], self.config)
-        net.load_bulk(self.bulk_dae)
+        if self.bulk_dae is not None: net.load_bulk(self.bulk_dae)
     else: net = SCDTLNet(0, list(range(len(self.genes))), self.config)
     return net.to(self.device)
 
@@ -197,7 +200,7 @@ def _state(self: SCDTL) -> dict:
                  bulk_scaler=_pack(self.bulk_scaler.to_dict()), bulk_x=self.bulk_x.cpu(),
                  bulk_state=self.bulk_dae.state_dict())
     if self.net is not None:
-        s.update(genes=self.genes, split=self.split.tolist(), sc_scaler=_pack(self.sc_scaler.to_dict()),
+        s.update(genes=self.genes, bulk_genes=self.bulk_genes, split=self.split.tolist(), sc_scaler=_pack(self.sc_scaler.to_dict()),
                  net_state=self.net.state_dict())
     return s
 
@@ -232,6 +235,7 @@ def load(cls: SCDTL, path, *, device: str | None = None, progress: bool = True) 
         m.bulk_dae = BulkDAE(len(m.bulk_genes), m.config).to(m.device); m.bulk_dae.load_state_dict(s["bulk_state"])
     if "net_state" in s:
         m.genes, m.split, m.sc_scaler = s["genes"], np.array(s["split"]), MinMaxScaler.from_dict(_unpack(s["sc_scaler"]))
+        m.bulk_genes = s["bulk_genes"]
         m.net = _build_net(m); m.net.load_state_dict(s["net_state"])
     return m
 

@@ -82,6 +82,7 @@ def cellbench_report(*, config="fast", rate=0.4, seed=0, data_dir=None) -> pd.Da
     tables = []
     for panel, bulk in {"matched": gdsc, "unmatched": gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()}.items():
         methods = {"scDTL": scdtl_method(bulk, config=config, seed=seed),
-                   "scDTL without bulk imputer": scdtl_method(bulk, config=config, seed=seed, ablation=Ablation(use_bulk=False))}
+                   "scDTL without bulk imputer": scdtl_method(bulk, config=config, seed=seed, ablation=Ablation(use_bulk=False)),
+                   "scDTL without bulk data": scdtl_method(bulk, config=config, seed=seed, ablation=Ablation(transfer=False))}
         tables.append(heldout_table(sc, bulk, methods, rate=rate, seed=seed, n_top_genes=n_top).assign(bulk_panel=panel))
     return pd.concat(tables, ignore_index=True)

@@ -60,6 +60,7 @@ class Ablation:
     use_bulk: bool = True    # False: no transferred bulk imputer (U-Net only)
     use_unet: bool = True    # False: no U-Net (bulk imputer only)
     fusion: str = "cbam"     # "cbam" or "average" (fixed 0.5/0.5, the 'without CBAM' ablation)
+    transfer: bool = True    # False: same network, bulk-view path trained on single cells only (ours: what bulk adds)
 
     def __post_init__(self):
         if not (self.use_bulk or self.use_unet): raise InputError("at least one of use_bulk / use_unet must be True")

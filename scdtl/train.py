@@ -181,11 +181,10 @@ def train_imputation(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, la
 def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, seed: int = 0,
               labels_train=None, labels_val=None, bulk_trained: bool = False, progress=True) -> list[dict]:
     "Run every phase the configuration enables, in the paper's order; the concatenated loss history."
-    gen, hist = torch.Generator().manual_seed(seed), []
-    if net.use_bulk:
-        if not bulk_trained: hist += train_bulk(net, xb_train, xb_val, config=config, gen=gen, progress=progress)
-        hist += pretrain_sc(net, xs_train, xs_val, config=config, gen=gen, progress=progress)
-        hist += adapt(net, xb_train, xb_val, xs_train, xs_val, config=config, gen=gen, progress=progress)
+    gen, hist, transfer = torch.Generator().manual_seed(seed), [], net.use_bulk and config.ablation.transfer
+    if transfer and not bulk_trained: hist += train_bulk(net, xb_train, xb_val, config=config, gen=gen, progress=progress)
+    if net.use_bulk: hist += pretrain_sc(net, xs_train, xs_val, config=config, gen=gen, progress=progress)
+    if transfer: hist += adapt(net, xb_train, xb_val, xs_train, xs_val, config=config, gen=gen, progress=progress)
     hist += train_imputation(net, xs_train, xs_val, config=config, gen=gen, labels_train=labels_train,
                              labels_val=labels_val, progress=progress)
     return hist
