@@ -101,10 +101,9 @@ def mmd_loss(net: SCDTLNet, xb, xs, gen, c: Config):
 # %% ../nbs/16_train.ipynb #1a2fe9b2
 def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
     "Mean squared distance of each output to the mean output of its cluster within the batch."
-    uniq, inv = labels.unique(return_inverse=True)
-    sums = torch.zeros(len(uniq), y.shape[1], device=y.device).index_add_(0, inv, y)
-    counts = torch.bincount(inv, minlength=len(uniq)).clamp(min=1).unsqueeze(1)
-    return F.mse_loss(y, (sums / counts)[inv])
+    onehot = F.one_hot(labels.unique(return_inverse=True)[1]).to(y.dtype)   # (B, k); a matmul, not index_add_,
+    means = (onehot.T @ y) / onehot.sum(0, keepdim=True).T                   # so threads cannot reorder the sums
+    return F.mse_loss(y, onehot @ means)
 
 # %% ../nbs/16_train.ipynb #e5f8be18
 def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None):  # xs: (B, G) observed min-max
