@@ -90,7 +90,7 @@ CONFIGS = {
     "paper": Config(name="paper"),
     "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(8, 16, 32, 64)),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=60,
-                            max_epochs_sc=60, patience=10, lr_patience=4), name="fast"),
+                            max_epochs_sc=50, patience=10, lr_patience=4), name="fast"),
 }
 
 def get_config(config: str | Config = "fast", **overrides) -> Config:
