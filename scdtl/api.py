@@ -9,7 +9,7 @@ import anndata as ad
 from fastcore.basics import patch
 from . import __version__
 from .config import Config, get_config
-from .data import InputError, check_matrix, check_unique_names, check_enough, set_scale, get_scale
+from .data import InputError, check_matrix, check_unique_names, check_enough, set_scale, get_scale, to_dense
 from .preprocess import log_normalize, shared_hvgs, split_labels, MinMaxScaler, BULK_SCALES, MIN_CELLS
 from .model import BulkDAE, SCDTLNet, impute_tensor, sc_latent
 from .train import train_bulk, train_all
@@ -24,7 +24,7 @@ def _matrix(adata, layer):  # -> the raw matrix the user points at
     if layer not in adata.layers: raise InputError(f"layer {layer!r} not found; available: {list(adata.layers)}")
     return adata.layers[layer]
 
-def _dense(X) -> np.ndarray: return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+def _dense(X) -> np.ndarray: return to_dense(X, np.float32)
 
 # %% ../nbs/20_api.ipynb #b73691c0
 def _bulk_log(bulk: ad.AnnData, scale: str | None, layer=None) -> tuple[np.ndarray, str]:

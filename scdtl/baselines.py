@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np, scipy.sparse as sp
 import anndata as ad
+from .data import to_dense
 
 # %% auto #0
 __all__ = ['FLOORS', 'observed_values', 'gene_mean']
@@ -13,8 +14,7 @@ __all__ = ['FLOORS', 'observed_values', 'gene_mean']
 # %% ../nbs/30_baselines.ipynb #74407459
 def observed_values(observed: ad.AnnData, genes) -> np.ndarray:
     "The observed log1p_norm values of `genes` (cells x genes, dense): the 'no imputation' floor."
-    X = observed[:, list(genes)].layers["log1p_norm"]
-    return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+    return to_dense(observed[:, list(genes)].layers["log1p_norm"], np.float32)
 
 def gene_mean(observed: ad.AnnData, genes) -> np.ndarray:
     "Each zero filled with its gene's mean over the observed NON-zero values (log1p_norm)."

@@ -8,10 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 
 # %% auto #0
-__all__ = ['SCALES', 'CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'InputError', 'check_matrix', 'check_unique_names',
-           'check_no_empty_rows', 'check_enough', 'set_scale', 'get_scale', 'cache_dir', 'data_dirs', 'file_sha256',
-           'verify', 'Remote', 'fetch', 'use_symbols', 'counts_from_log1p', 'DataSet', 'datasets', 'load',
-           'guess_orientation', 'read', 'read_bulk']
+__all__ = ['SCALES', 'CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'InputError', 'to_dense', 'check_matrix',
+           'check_unique_names', 'check_no_empty_rows', 'check_enough', 'set_scale', 'get_scale', 'cache_dir',
+           'data_dirs', 'file_sha256', 'verify', 'Remote', 'fetch', 'use_symbols', 'counts_from_log1p', 'DataSet',
+           'datasets', 'load', 'guess_orientation', 'read', 'read_bulk']
 
 # %% ../nbs/00_data.ipynb #509a0e6d
 class InputError(ValueError):
@@ -21,6 +21,10 @@ class InputError(ValueError):
 def _values(X):  # dense array or scipy sparse matrix
     "The stored values of `X` (only the non-zeros for sparse input, so nothing is densified)."
     return X.data if sp.issparse(X) else np.asarray(X)
+
+def to_dense(X, dtype=None) -> np.ndarray:  # dense array or scipy sparse matrix
+    "`X` as a dense ndarray (of `dtype`, or its own): for the small blocks that must be dense."
+    return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=dtype)
 
 # %% ../nbs/00_data.ipynb #19f89c10
 def check_matrix(X, *, what: str = "counts", allow_negative: bool = False):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd, scipy.sparse as sp
 import anndata as ad
-from .data import InputError
+from .data import InputError, to_dense
 from .preprocess import log_normalize, shared_hvgs, MinMaxScaler
 from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
 
@@ -28,8 +28,7 @@ class HeldoutTask:
 
     def observed_block(self) -> np.ndarray:
         "The observed log1p_norm values of the scored genes (dense)."
-        X = self.observed[:, self.genes].layers["log1p_norm"]
-        return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32)
+        return to_dense(self.observed[:, self.genes].layers["log1p_norm"], np.float32)
 
 # %% ../nbs/21_evaluate.ipynb #4528dcb9
 def make_task(adata: ad.AnnData, *, rate: float, seed: int = 0, bulk_genes=None, n_top_genes: int = 4000,
@@ -43,12 +42,10 @@ def make_task(adata: ad.AnnData, *, rate: float, seed: int = 0, bulk_genes=None,
                                                           var=pd.DataFrame(index=list(bulk_genes)))
     genes = list(shared_hvgs(observed, ref, n_top_genes=n_top_genes))
     cols = observed.var_names.get_indexer(genes)
-    scaler = MinMaxScaler().fit(_dense(observed.layers["log1p_norm"][:, cols]))
+    scaler = MinMaxScaler().fit(to_dense(observed.layers["log1p_norm"][:, cols]))
     totals = observed.obs["scdtl_total"].to_numpy()[:, None]
-    truth = scaler.transform(np.log1p(_dense(counts[:, cols]) / totals * 1e4))
-    return HeldoutTask(observed, genes, scaler, truth.astype(np.float32), _dense(mask[:, cols]).astype(bool), rate, seed)
-
-def _dense(X) -> np.ndarray: return np.asarray(X.toarray() if sp.issparse(X) else X)
+    truth = scaler.transform(np.log1p(to_dense(counts[:, cols]) / totals * 1e4))
+    return HeldoutTask(observed, genes, scaler, truth.astype(np.float32), to_dense(mask[:, cols], bool), rate, seed)
 
 # %% ../nbs/21_evaluate.ipynb #35318966
 def score(task: HeldoutTask, imputed_log1p: np.ndarray, *, whole_matrix: bool = False) -> dict:

@@ -12,7 +12,7 @@ import anndata as ad
 import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, fowlkes_mallows_score, normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances
-from .data import InputError, check_enough
+from .data import InputError, check_enough, to_dense
 
 # %% auto #0
 __all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_matching', 'cluster_scores_matrix',
@@ -88,14 +88,10 @@ def imputation_scores(truth, imputed, mask) -> dict:  # (n, g) each; truth/imput
                 cell_pcc_median=_cell_pcc_median(rows, t, y), n_masked=len(rows), protocol="masked_entries")
 
 # %% ../nbs/02_metrics.ipynb #5238dc21
-def _dense(X) -> np.ndarray:
-    "`X` as a dense float array."
-    return np.asarray(X.todense() if sp.issparse(X) else X, dtype=float)
-
 def whole_matrix_scores(truth, imputed) -> dict:  # (n, g) each, dense or sparse
     "PCC, RMSE and L1 over EVERY entry: the PAPER's convention, inflated by copied observed values; comparison only."
     _check_shapes(truth, imputed)
-    t, y = _dense(truth).ravel(), _dense(imputed).ravel()
+    t, y = to_dense(truth, float).ravel(), to_dense(imputed, float).ravel()
     err = y - t
     return dict(whole_pcc=_pcc(t, y), whole_rmse=float(np.sqrt(np.mean(err**2))), whole_l1=float(np.mean(np.abs(err))),
                 n_entries=t.size, protocol="paper_whole_matrix")
