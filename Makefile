@@ -13,7 +13,7 @@ $(STAMP): settings.ini setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,peers]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
@@ -33,3 +33,23 @@ readme: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The paper's figures and tables: the peer grid and the ablations through the CLI (slow: PROFILE=standard takes about an
+# hour on 2 CPU cores; PROFILE=quick checks the route in minutes), then every notebook of nbs/paper through papermill.
+# Figures and tables land in figures/, the executed notebooks in figures/notebooks/. Notebooks run in their own folder
+# (--cwd nbs/paper), so the paths handed to them are relative to nbs/paper. The data come from $SCDTL_DATA_DIR.
+PAPERMILL := $(VENV)/bin/papermill --cwd nbs/paper
+NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
+paper_nb = $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
+
+figures: $(STAMP)
+	$(VENV)/bin/scdtl bench grid --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
+	$(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
+	mkdir -p figures/notebooks
+	$(call paper_nb,table1_datasets) -p out_dir ../../figures
+	$(call paper_nb,fig3_accuracy) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
+	$(call paper_nb,fig4_clustering) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
+	$(call paper_nb,fig5_umap) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
+	$(call paper_nb,fig6_trajectory) $(NB_ARGS)
+	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
+	$(call paper_nb,training_curves) $(NB_ARGS)

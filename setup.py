@@ -12,6 +12,7 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+peers_requirements = cfg.get('peers_requirements', '').split()
 min_python = cfg['min_python']
 lic = licenses[cfg['license'].lower()]
 
@@ -29,7 +30,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=['scdtl', 'scdtl.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'peers': peers_requirements},
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',

@@ -9,7 +9,17 @@ import anndata as ad
 from .data import to_dense
 
 # %% auto #0
-__all__ = ['FLOORS', 'observed_values', 'gene_mean']
+__all__ = ['FLOORS', 'log1p_from_counts', 'observed_values', 'gene_mean', 'cluster_mean', 'knn_mean']
+
+# %% ../nbs/30_baselines.ipynb #764f161b
+def log1p_from_counts(X, *, observed) -> np.ndarray:  # (cells, genes) counts-like >= 0; observed counts, same shape
+    "log1p of each cell rescaled so its values on the cell's observed non-zero genes sum to 1e4 (dense float32)."
+    X = to_dense(X, np.float64)
+    if (X < 0).any(): raise ValueError("log1p_from_counts needs non-negative values (counts, expected counts or proportions)")
+    if X.shape != observed.shape: raise ValueError(f"values {X.shape} and observed counts {observed.shape} differ in shape")
+    seen = to_dense(observed) > 0
+    totals = (X * seen).sum(1, keepdims=True)
+    return np.log1p(X / np.where(totals > 0, totals, 1) * 1e4).astype(np.float32)
 
 # %% ../nbs/30_baselines.ipynb #74407459
 def observed_values(observed: ad.AnnData, genes) -> np.ndarray:
@@ -23,5 +33,45 @@ def gene_mean(observed: ad.AnnData, genes) -> np.ndarray:
     means = np.where(nz.any(0), X.sum(0) / np.maximum(nz.sum(0), 1), 0).astype(np.float32)
     return np.where(nz, X, means[None, :])
 
+# %% ../nbs/30_baselines.ipynb #85147f9a
+def _pca(X: np.ndarray, n_pcs: int, seed: int) -> np.ndarray:  # (cells, genes) log1p -> (cells, n_pcs)
+    "PCA coordinates of the observed log1p values (scanpy's, zero-centred)."
+    import scanpy as sc
+    return sc.pp.pca(X.astype(np.float32), n_comps=min(n_pcs, min(X.shape) - 1), random_state=seed)
+
+def _fill_from_groups(X: np.ndarray, weights) -> np.ndarray:  # (cells, genes), (cells, cells) >= 0 -> (cells, genes)
+    "Zeros of `X` filled with the weighted mean of the non-zeros of the cells `weights` points at (gene mean if none)."
+    nz = (X > 0).astype(np.float32)
+    s, n = weights @ X, weights @ nz
+    fill = np.where(n > 0, s / np.maximum(n, 1e-12), gene_mean(_as_obs(X), range(X.shape[1])))
+    return np.where(X > 0, X, fill).astype(np.float32)
+
+def _as_obs(X: np.ndarray) -> ad.AnnData:
+    "An AnnData whose log1p_norm layer is `X` (so the gene-mean floor can fill what a neighbourhood cannot)."
+    a = ad.AnnData(X); a.layers["log1p_norm"] = X; return a
+
+# %% ../nbs/30_baselines.ipynb #8f0ae0dc
+def cluster_mean(observed: ad.AnnData, genes, *, resolution: float = 1.0, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
+    "Each zero filled with its gene's mean over the observed non-zeros in the cell's Leiden cluster (log1p_norm)."
+    from scdtl.metrics import _leiden
+    import scanpy as sc
+    X = observed_values(observed, genes)
+    a = ad.AnnData(X); a.obsm["X_pca"] = _pca(X, n_pcs, seed)
+    sc.pp.neighbors(a, n_neighbors=min(15, a.n_obs - 1), use_rep="X_pca", random_state=seed)
+    labels = _leiden(a, resolution, seed)
+    same = (labels[:, None] == labels[None, :]).astype(np.float32)
+    return _fill_from_groups(X, same)
+
+def knn_mean(observed: ad.AnnData, genes, *, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
+    "Each zero filled with its gene's mean over the observed non-zeros among the cell's k nearest neighbours (log1p_norm)."
+    from sklearn.neighbors import NearestNeighbors
+    X = observed_values(observed, genes)
+    k = min(k, X.shape[0] - 1)
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs := _pca(X, n_pcs, seed)).kneighbors(pcs, return_distance=False)
+    w = np.zeros((X.shape[0], X.shape[0]), np.float32)
+    np.put_along_axis(w, idx[:, 1:], 1.0, axis=1)          # the k neighbours, not the cell itself
+    return _fill_from_groups(X, w)
+
 # %% ../nbs/30_baselines.ipynb #73a87677
-FLOORS = {"no imputation": observed_values, "gene mean": gene_mean}  # name -> method(observed, genes)
+FLOORS = {"no imputation": observed_values, "gene mean": gene_mean,       # name -> method(observed, genes)
+          "cluster mean": cluster_mean, "kNN mean": knn_mean}

@@ -12,7 +12,7 @@ from .preprocess import log_normalize, shared_hvgs, MinMaxScaler
 from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
 
 # %% auto #0
-__all__ = ['HeldoutTask', 'make_task', 'score']
+__all__ = ['HeldoutTask', 'make_task', 'zero_scores', 'score']
 
 # %% ../nbs/21_evaluate.ipynb #4928de4e
 @dataclass
@@ -31,11 +31,16 @@ class HeldoutTask:
         return to_dense(self.observed[:, self.genes].layers["log1p_norm"], np.float32)
 
 # %% ../nbs/21_evaluate.ipynb #4528dcb9
+def _mask_counts(counts: sp.csr_matrix, rate: float, seed: int):  # -> (observed counts, bool mask)
+    "Hide `rate` of the non-zero counts; rate 0 hides nothing (the whole data, for clustering and trajectories)."
+    if rate == 0: return counts.copy(), sp.csr_matrix(counts.shape, dtype=bool)
+    return mask_dropout(counts, rate, seed=seed)
+
 def make_task(adata: ad.AnnData, *, rate: float, seed: int = 0, bulk_genes=None, n_top_genes: int = 4000,
               layer: str | None = None) -> HeldoutTask:
     "Mask `rate` of the non-zero counts of `adata` and build the scoring scale from the observed data only."
     counts = sp.csr_matrix(adata.X if layer is None else adata.layers[layer], dtype=np.float32)
-    masked, mask = mask_dropout(counts, rate, seed=seed)
+    masked, mask = _mask_counts(counts, rate, seed)
     observed = ad.AnnData(masked, obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names))
     log_normalize(observed)
     ref = observed if bulk_genes is None else ad.AnnData(np.zeros((1, len(bulk_genes)), np.float32),
@@ -48,11 +53,19 @@ def make_task(adata: ad.AnnData, *, rate: float, seed: int = 0, bulk_genes=None,
     return HeldoutTask(observed, genes, scaler, truth.astype(np.float32), to_dense(mask[:, cols], bool), rate, seed)
 
 # %% ../nbs/21_evaluate.ipynb #35318966
+def zero_scores(task: HeldoutTask, imputed: np.ndarray) -> dict:  # imputed: (cells, genes) min-max scale
+    "Mean value put on TRUE zeros, and RMSE over every observed zero (held-out and true zeros together)."
+    observed_zero = task.observed_block() == 0
+    true_zero = observed_zero & ~task.mask
+    err = imputed[observed_zero] - task.truth[observed_zero]
+    return dict(zero_mass=float(imputed[true_zero].mean()) if true_zero.any() else float("nan"),
+                zero_rmse=float(np.sqrt(np.mean(err**2))), n_true_zeros=int(true_zero.sum()))
+
 def score(task: HeldoutTask, imputed_log1p: np.ndarray, *, whole_matrix: bool = False) -> dict:
-    "Held-out PCC / RMSE / L1 (min-max scale) of an imputation given as log1p_norm values of `task.genes`."
+    "Held-out PCC / RMSE / L1 and the zero scores (min-max scale) of log1p_norm values of `task.genes`."
     if imputed_log1p.shape != task.truth.shape:
         raise InputError(f"imputation has shape {imputed_log1p.shape}; the task scores {task.truth.shape} (cells x genes)")
     imputed = task.scaler.transform(np.asarray(imputed_log1p, dtype=np.float32))
-    res = imputation_scores(task.truth, imputed, task.mask)
+    res = {**imputation_scores(task.truth, imputed, task.mask), **zero_scores(task, imputed)}
     if whole_matrix: res.update(whole_matrix_scores(task.truth, imputed))  # the paper's convention, labelled whole_*
     return res
