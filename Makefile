@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= standard
 DEVICE ?= cpu
 
-.PHONY: demo test check-sources readme figures clean-venv
+.PHONY: demo test check-sources readme figures figures-grid figures-other clean-venv
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,22 +34,29 @@ readme: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# The paper's figures and tables: the peer grid and the ablations through the CLI (slow: PROFILE=standard takes about an
-# hour on 2 CPU cores; PROFILE=quick checks the route in minutes), then every notebook of nbs/paper through papermill.
-# Figures and tables land in figures/, the executed notebooks in figures/notebooks/. Notebooks run in their own folder
-# (--cwd nbs/paper), so the paths handed to them are relative to nbs/paper. The data come from $SCDTL_DATA_DIR.
-PAPERMILL := $(VENV)/bin/papermill --cwd nbs/paper
+# The paper's figures and tables: the peer grid and the ablations through the CLI, then every notebook of nbs/paper
+# through papermill. Two independent halves, so `make -j2 figures` runs them side by side, one thread each (PROFILE=
+# standard: about an hour on 2 CPU cores; PROFILE=quick checks the route in minutes; PROFILE=full DEVICE=cuda is the
+# GPU route). Figures and tables land in figures/, the executed notebooks in figures/notebooks/. Notebooks run in
+# their own folder (--cwd nbs/paper), so paths handed to them are relative to nbs/paper. Data: $SCDTL_DATA_DIR.
+THREADS ?= 1
+RUN := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
+PAPERMILL := $(RUN) $(VENV)/bin/papermill --cwd nbs/paper
 NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
-paper_nb = $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
+paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
+FIG6_SETS_standard = -p datasets cellmix1,cellmix2,hsmm
 
-figures: $(STAMP)
-	$(VENV)/bin/scdtl bench grid --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
-	$(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
-	mkdir -p figures/notebooks
-	$(call paper_nb,table1_datasets) -p out_dir ../../figures
+figures: figures-grid figures-other
+
+figures-grid: $(STAMP)
+	$(RUN) $(VENV)/bin/scdtl bench grid --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
 	$(call paper_nb,fig3_accuracy) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
 	$(call paper_nb,fig4_clustering) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
 	$(call paper_nb,fig5_umap) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
-	$(call paper_nb,fig6_trajectory) $(NB_ARGS)
+
+figures-other: $(STAMP)
+	$(call paper_nb,table1_datasets) -p out_dir ../../figures
+	$(RUN) $(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 	$(call paper_nb,training_curves) $(NB_ARGS)
+	$(call paper_nb,fig6_trajectory) $(NB_ARGS) $(FIG6_SETS_$(PROFILE))

@@ -55,6 +55,11 @@ def _sc_log(adata: ad.AnnData, layer=None) -> ad.AnnData:
 # %% ../nbs/20_api.ipynb #3cb2b7b8
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
 
+def _fit_split(n: int, seed: int) -> np.ndarray:  # -> (n,) "train" / "val"
+    "The paper's seeded 64/16/20 split, its 'test' rows training too: 84% train, 16% validation (early stopping)."
+    split = split_labels(n, seed=seed)
+    return np.where(split == "test", "train", split)
+
 def _split_tensors(x: torch.Tensor, split: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     "The training and validation rows of `x`."
     return x[torch.as_tensor(split == "train")], x[torch.as_tensor(split == "val")]
@@ -78,7 +83,7 @@ def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = Non
     "Phase (i): train the bulk DAE / imputer on a bulk panel (samples x genes); reusable for many sc sets."
     if not self.config.ablation.use_bulk: raise InputError("this configuration has use_bulk=False: no bulk model to train")
     x, self.bulk_scale = _bulk_log(bulk, bulk_scale, layer)
-    self.bulk_split = split_labels(len(x), seed=self.seed)
+    self.bulk_split = _fit_split(len(x), self.seed)
     self.bulk_scaler = MinMaxScaler().fit(x[self.bulk_split == "train"])
     self.bulk_x = _to_tensor(self.bulk_scaler.transform(x), self.device)  # min-max [0, 1], all bulk genes
     self.bulk_genes = list(map(str, bulk.var_names))
@@ -120,7 +125,7 @@ def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer
     if c.ablation.use_bulk and self.bulk_genes is None:
         raise InputError("the bulk-view path needs the bulk panel's genes: pass `bulk=` to fit")
     obs = _sc_log(adata, layer)
-    self.genes, self.split = _select_genes(self, obs), split_labels(obs.n_obs, seed=self.seed)
+    self.genes, self.split = _select_genes(self, obs), _fit_split(obs.n_obs, self.seed)
     x = _dense(obs[:, self.genes].layers["log1p_norm"])
     self.sc_scaler = MinMaxScaler().fit(x[self.split == "train"])
     xs = _to_tensor(self.sc_scaler.transform(x), self.device)

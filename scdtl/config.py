@@ -50,6 +50,7 @@ class Losses:
     w_mmd: float = 1.0              # phase (ii) w2: MMD between bulk and sc latents
     w_sc_rec: float = 1.0           # phase (ii): sc reconstruction keeps E_s informative (paper, Methods)
     w_cluster: float = 0.1          # phase (iii) w_c: cell-clustering loss
+    w_paths: float = 0.0            # phase (iii): each path (bulk view, U-Net) also scored on the hidden values (ours)
     w_zero: float = 0.0             # phase (iii): weight pulling outputs on observed zeros to 0 (measured: 0.1 cost PCC 0.49 -> 0.44)
     n_clusters_resolution: float = 1.0  # Leiden resolution for the clustering loss labels (observed data)
 
