@@ -101,7 +101,7 @@ def run_method(task, method, *, labels=None) -> tuple[dict, np.ndarray]:
 # %% ../nbs/40_benchmark.ipynb #16559b92
 @dataclass(frozen=True)
 class Profile:
-    "One benchmark grid: data sets, masking rates, seeds and methods, with the scDTL preset and peers' caps."
+    "One benchmark grid: data sets x rates x seeds (plus extra blocks), methods, the scDTL preset and peers' caps."
     name: str
     datasets: tuple                       # registered single-cell data set names
     rates: tuple = (0.1, 0.2, 0.4)        # the paper's masking rates
@@ -111,6 +111,13 @@ class Profile:
     scvi_epochs: int = 100                # scVI's max_epochs (its default is ~400 on small data)
     n_top_genes: int | None = None        # scored genes; None: the preset's (4000, as the paper)
     max_cells: int | None = None          # None: every cell; else a seeded subsample (quick runs)
+    also: tuple = ()                      # extra (datasets, rates, seeds) blocks run after the main grid
+
+    def blocks(self) -> list[tuple]:
+        "Every (datasets, rates, seeds) block of the grid, the main one first."
+        return [(self.datasets, self.rates, self.seeds), *self.also]
+
+    def n_tasks(self) -> int: return sum(len(d) * len(r) * len(s) for d, r, s in self.blocks())
 
 _TINY = get_config("fast", name="tiny", arch=Architecture(n_top_genes=300, encoder_hidden=(64,), n_latent=16, unet_channels=(4, 8, 16, 32)),
                    schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))
@@ -118,17 +125,22 @@ CELLBENCH = ("cellbench_celseq2_5cl", "cellbench_celseq2_3cl", "cellbench_dropse
 PROFILES = {
     "quick": Profile("quick", ("cellbench_dropseq_3cl",), rates=(0.4,), seeds=(0,), config=_TINY, scvi_epochs=3,
                      n_top_genes=300, max_cells=90),                          # tests: seconds, tiny networks
-    "standard": Profile("standard", (*CELLBENCH, "cellmix1", "pbmc68k_reduced"), seeds=(0, 1, 2)),  # this 2-core CPU
+    # this 2-core CPU in under an hour with every figure: every rate on the CellBench five-line set, and the
+    # clustering sets (Drop-seq three-line, a 9-cell mixture, pbmc68k) at 40%; one seed (three cost 3x)
+    "standard": Profile("standard", ("cellbench_celseq2_5cl",), seeds=(0,), scvi_epochs=50,
+                        also=((("cellbench_dropseq_3cl", "cellmix1", "pbmc68k_reduced"), (0.4,), (0,)),)),
     "full": Profile("full", (*CELLBENCH, "cellmix1", "cellmix2", "cellmix3", "cellmix4", "pbmc68k_reduced"),
                     seeds=(0, 1, 2, 3, 4), config="paper", scvi_epochs=400),  # a GPU
 }
 
 def get_profile(profile: str | Profile = "quick", **overrides) -> Profile:
-    "A profile by name (or as is), with fields replaced by the non-None `overrides`."
+    "A profile by name (or as is), fields replaced by the non-None `overrides` (narrowing the grid drops `also`)."
     if isinstance(profile, str):
         if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
         profile = PROFILES[profile]
-    return replace(profile, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None})
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
+    if given.keys() & {"datasets", "rates", "seeds"}: given["also"] = ()
+    return replace(profile, **given)
 
 # %% ../nbs/40_benchmark.ipynb #3b72f4b8
 def _subsample(adata, n: int | None, seed: int = 0):
@@ -140,11 +152,12 @@ def _grid_tasks(p: Profile, bulk, data_dir):
     "Yield (data set name, labels, task) for every cell of the profile's data x rates x seeds."
     from scdtl.data import load, DATASETS
     n_top = p.n_top_genes or get_config(p.config).arch.n_top_genes
-    for name in p.datasets:
-        adata = _subsample(load(name, data_dir=data_dir), p.max_cells)
-        labels = adata.obs[DATASETS[name].label].astype(str).to_numpy() if DATASETS[name].label else None
-        for rate, seed in product(p.rates, p.seeds):
-            yield name, labels, make_task(adata, rate=rate, seed=seed, bulk_genes=bulk.var_names, n_top_genes=n_top)
+    for datasets, rates, seeds in p.blocks():
+        for name in datasets:
+            adata = _subsample(load(name, data_dir=data_dir), p.max_cells)
+            labels = adata.obs[DATASETS[name].label].astype(str).to_numpy() if DATASETS[name].label else None
+            for rate, seed in product(rates, seeds):
+                yield name, labels, make_task(adata, rate=rate, seed=seed, bulk_genes=bulk.var_names, n_top_genes=n_top)
 
 # %% ../nbs/40_benchmark.ipynb #2e5c249a
 def run_grid(profile: str | Profile = "quick", *, datasets=None, rates=None, seeds=None, method_names=None,
@@ -153,7 +166,7 @@ def run_grid(profile: str | Profile = "quick", *, datasets=None, rates=None, see
     from scdtl.data import load
     p = get_profile(profile, datasets=datasets, rates=rates, seeds=seeds, methods=method_names)
     bulk, rows = load("gdsc", data_dir=data_dir), []
-    bar = tqdm(total=len(p.datasets) * len(p.rates) * len(p.seeds) * len(p.methods), disable=not progress, desc=p.name)
+    bar = tqdm(total=p.n_tasks() * len(p.methods), disable=not progress, desc=p.name)
     for name, labels, task in _grid_tasks(p, bulk, data_dir):
         registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed, device=device)
         for method, fn in registry.items():
@@ -219,13 +232,19 @@ def speed_report(sc, bulk, *, config="fast", seed=0) -> dict:
 
 # %% ../nbs/40_benchmark.ipynb #73c15dd4
 def ablations(config="fast") -> dict:
-    "Variant name -> scDTL overrides (the paper's ablations and ours)."
-    losses = get_config(config).losses
-    return {"scDTL": {}, "without bulk imputer": dict(ablation=Ablation(use_bulk=False)),
-            "without U-Net": dict(ablation=Ablation(use_unet=False)),
-            "without CBAM (0.5/0.5)": dict(ablation=Ablation(fusion="average")),
-            "without clustering loss": dict(losses=replace(losses, w_cluster=0.0)),
-            "without bulk data": dict(ablation=Ablation(transfer=False))}
+    "Variant name -> scDTL overrides (the paper's ablations and ours); variants equal to the preset itself are left out."
+    c = get_config(config); a = c.ablation
+    variants = {"scDTL": {},
+                "U-Net + CBAM (paper architecture)": dict(ablation=replace(a, use_bulk=True, use_unet=True, fusion="cbam")),
+                "without CBAM (0.5/0.5)": dict(ablation=replace(a, use_bulk=True, use_unet=True, fusion="average")),
+                "without bulk imputer (U-Net only)": dict(ablation=replace(a, use_bulk=False, use_unet=True)),
+                "without U-Net (bulk imputer only)": dict(ablation=replace(a, use_bulk=True, use_unet=False)),
+                "without clustering loss": dict(losses=replace(c.losses, w_cluster=0.0)),
+                "without bulk data": dict(ablation=replace(a, transfer=False))}
+    seen, out = [], {}
+    for name, over in variants.items():
+        if (cfg := replace(c, **over)) not in seen: seen.append(cfg); out[name] = over
+    return out
 
 def run_ablations(profile: str | Profile = "quick", *, datasets=None, rates=(0.4,), seeds=(0,), variants=None,
                   device=None, data_dir=None, progress: bool = True) -> pd.DataFrame:
@@ -236,7 +255,7 @@ def run_ablations(profile: str | Profile = "quick", *, datasets=None, rates=(0.4
     unmatched = gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()
     runs = [(v, "matched", gdsc, o) for v, o in ablations(p.config).items() if variants is None or v in variants]
     runs.append(("scDTL", "unmatched", unmatched, {}))
-    rows, bar = [], tqdm(total=len(runs) * len(p.datasets) * len(p.rates) * len(p.seeds), disable=not progress, desc="ablations")
+    rows, bar = [], tqdm(total=len(runs) * p.n_tasks(), disable=not progress, desc="ablations")
     for name, labels, task in _grid_tasks(p, gdsc, data_dir):
         for variant, panel, bulk, over in runs:
             res, _ = run_method(task, scdtl_method(bulk, config=p.config, seed=task.seed, device=device, **over), labels=labels)

@@ -106,18 +106,11 @@ def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
     return F.mse_loss(y, onehot @ means)
 
 # %% ../nbs/16_train.ipynb #e5f8be18
-def _paths(net: SCDTLNet, x, c: Config) -> tuple:  # (B, G) -> (fused output, (path outputs scored alongside))
-    "The fused output and, when `w_paths` > 0, the bulk-view and U-Net outputs it was fused from."
-    if not (net.use_bulk and net.use_unet and c.losses.w_paths > 0): return net(x), ()
-    views = (net.bulk_view(x), net.unet(x))
-    return net.fusion(*views), views
-
 def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None):  # xs: (B, G) observed min-max
-    "Phase (iii): error on hidden observed non-zeros (fused + w_paths * each path) + w_zero * zeros + w_cluster * clustering."
+    "Phase (iii): error on hidden observed non-zeros + w_zero * output on observed zeros + w_cluster * clustering."
     corrupted, hidden = hide_nonzeros(xs, c.losses.self_mask_rate, gen)
-    y, views = _paths(net, corrupted, c)
-    if not hidden.any(): return y.sum() * 0
-    loss = F.mse_loss(y[hidden], xs[hidden]) + c.losses.w_paths * sum(F.mse_loss(v[hidden], xs[hidden]) for v in views)
+    y = net(corrupted)
+    loss = F.mse_loss(y[hidden], xs[hidden]) if hidden.any() else y.sum() * 0
     zeros = xs == 0
     if zeros.any(): loss = loss + c.losses.w_zero * y[zeros].pow(2).mean()
     if labels is not None and c.losses.w_cluster > 0: loss = loss + c.losses.w_cluster * cluster_loss(y, labels)

@@ -23,6 +23,7 @@ def make_readme(nb='index.ipynb', out='README.md'):
     for name, data in resources.get('outputs', {}).items():  # images from cell outputs
         (cfg.config_path / 'figures' / name).write_bytes(data)
         body = body.replace(name, f'figures/{name}')
+    body = body.replace('](../figures/', '](figures/')        # links written for nbs/ point at the repository root
     dest.write_text(_title_block(body).strip() + '\n')
     return dest
 
