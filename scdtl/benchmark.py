@@ -20,8 +20,8 @@ from .train import sc_imputation_loss
 
 # %% auto #0
 __all__ = ['CELLBENCH_LINES', 'PEERS', 'METHODS', 'CELLBENCH', 'PROFILES', 'HIGHER_IS_BETTER', 'scdtl_method', 'methods',
-           'PeakMemory', 'run_method', 'Profile', 'get_profile', 'run_grid', 'summarize', 'ranks', 'matmul_gflops',
-           'training_throughput', 'speed_report', 'ablations', 'run_ablations']
+           'PeakMemory', 'run_method', 'Profile', 'get_profile', 'run_grid', 'parse_list', 'output_folder', 'summarize',
+           'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations', 'run_ablations']
 
 # %% ../nbs/40_benchmark.ipynb #4fee9664
 CELLBENCH_LINES = ["A549", "NCIH1975", "NCIH2228", "NCIH838", "HCC827"]  # the five CellBench lines in the GDSC panel
@@ -176,6 +176,19 @@ def run_grid(profile: str | Profile = "quick", *, datasets=None, rates=None, see
                              n_cells=task.truth.shape[0], n_genes=task.truth.shape[1], **res)); bar.update()
     bar.close()
     return pd.DataFrame(rows).drop(columns=["protocol"], errors="ignore")
+
+# %% ../nbs/40_benchmark.ipynb #8e609aeb
+def parse_list(s: str, cast=str) -> list | None:  # "0.1, 0.2" -> [0.1, 0.2]
+    "Comma-separated papermill parameter `s` as a list of `cast` values; None when empty (the default applies)."
+    return [cast(x.strip()) for x in str(s).split(",") if x.strip()] or None
+
+def output_folder(out_dir: str, name: str):
+    "`out_dir`, created if needed; a fresh temporary folder when empty, so test runs never overwrite committed figures."
+    import tempfile
+    from pathlib import Path
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"scdtl_{name}_"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 # %% ../nbs/40_benchmark.ipynb #b78a88bf
 HIGHER_IS_BETTER = {"pcc": True, "cell_pcc": True, "ari": True, "fmi": True, "nmi": True,
