@@ -6,10 +6,10 @@
 from __future__ import annotations
 import numpy as np, scipy.sparse as sp
 import anndata as ad
-from .data import to_dense
+from .data import InputError, to_dense
 
 # %% auto #0
-__all__ = ['FLOORS', 'log1p_from_counts', 'observed_values', 'gene_mean', 'cluster_mean', 'knn_mean']
+__all__ = ['FLOORS', 'log1p_from_counts', 'gene_columns', 'observed_values', 'gene_mean', 'cluster_mean', 'knn_mean']
 
 # %% ../nbs/30_baselines.ipynb #764f161b
 def log1p_from_counts(X, *, observed) -> np.ndarray:  # (cells, genes) counts-like >= 0; observed counts, same shape
@@ -20,6 +20,15 @@ def log1p_from_counts(X, *, observed) -> np.ndarray:  # (cells, genes) counts-li
     seen = to_dense(observed) > 0
     totals = (X * seen).sum(1, keepdims=True)
     return np.log1p(X / np.where(totals > 0, totals, 1) * 1e4).astype(np.float32)
+
+# %% ../nbs/30_baselines.ipynb #6dba68f9
+def gene_columns(observed: ad.AnnData, genes) -> np.ndarray:  # -> (len(genes),) int
+    "Positions of `genes` in `observed.var_names`; `InputError` naming any that are missing (every method checks this)."
+    cols = observed.var_names.get_indexer(list(genes))
+    if (cols < 0).any():
+        missing = [g for g, c in zip(genes, cols) if c < 0]
+        raise InputError(f"{len(missing)} requested genes are not in the observed data (e.g. {', '.join(map(str, missing[:3]))})")
+    return cols
 
 # %% ../nbs/30_baselines.ipynb #74407459
 def observed_values(observed: ad.AnnData, genes) -> np.ndarray:

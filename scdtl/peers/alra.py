@@ -8,6 +8,7 @@ import numpy as np, scipy.sparse as sp
 import anndata as ad
 from sklearn.utils.extmath import randomized_svd
 from ..data import InputError, to_dense, check_matrix
+from ..baselines import gene_columns
 
 # %% auto #0
 __all__ = ['N_NOISE', 'N_SD', 'ITER_RANK', 'ITER_FIT', 'alra_rank', 'low_rank', 'threshold', 'rescale', 'alra_matrix', 'alra']
@@ -64,14 +65,6 @@ def rescale(L: np.ndarray, A: np.ndarray) -> np.ndarray:  # (cells, genes) thres
     return np.where(L != 0, L * a + np.where(ok, mu2 - mu1 * a, 0.0), 0.0)
 
 # %% ../../nbs/31_peers_alra.ipynb #5b2311b9
-def _columns(observed: ad.AnnData, genes) -> np.ndarray:  # -> (len(genes),) int
-    "Positions of `genes` in `observed.var_names`, or an InputError naming the missing ones."
-    cols = observed.var_names.get_indexer(list(genes))
-    if (cols < 0).any():
-        missing = [g for g, c in zip(genes, cols) if c < 0]
-        raise InputError(f"{len(missing)} requested genes are not in the observed data: {missing[:5]}")
-    return cols
-
 def alra_matrix(A, cols, *, k: int | None = None, n_svd: int = 100, quantile: float = 0.001, seed: int = 0):
     "ALRA of the log-normalized matrix `A` (cells x genes), columns `cols` (dense float32)."
     k = alra_rank(A, n_svd=n_svd, seed=seed) if k is None else int(k)
@@ -89,4 +82,4 @@ def alra(observed: ad.AnnData, genes, *, k: int | None = None,
     if "log1p_norm" not in observed.layers: raise InputError("ALRA needs observed.layers['log1p_norm'] (see make_task)")
     A = sp.csr_matrix(observed.layers["log1p_norm"], dtype=np.float64)
     check_matrix(A, what="log1p_norm")
-    return alra_matrix(A, _columns(observed, genes), k=k, n_svd=n_svd, quantile=quantile, seed=seed)
+    return alra_matrix(A, gene_columns(observed, genes), k=k, n_svd=n_svd, quantile=quantile, seed=seed)

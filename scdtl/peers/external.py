@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np, pandas as pd
 import anndata as ad
 from ..data import InputError, to_dense, check_enough
-from ..baselines import log1p_from_counts
+from ..baselines import log1p_from_counts, gene_columns
 
 # %% auto #0
 __all__ = ['magic_impute', 'scvi_impute']
@@ -22,13 +22,7 @@ def _require(module: str):
         raise InputError(f"this peer method needs the package {module!r} ({e}); "
                          "install the peer methods with `pip install scdtl[peers]`") from None
 
-def _columns(observed: ad.AnnData, genes) -> np.ndarray:  # -> (len(genes),) int
-    "Positions of `genes` in `observed.var_names`; `InputError` naming any that are missing."
-    cols = observed.var_names.get_indexer(list(genes))
-    if (cols < 0).any():
-        missing = [g for g, c in zip(genes, cols) if c < 0]
-        raise InputError(f"{len(missing)} requested genes are not in the observed data (e.g. {', '.join(map(str, missing[:3]))})")
-    return cols
+
 
 # %% ../../nbs/34_peers_external.ipynb #79961a81
 _NOISY = ("scvi", "lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")  # their loggers
@@ -54,7 +48,7 @@ def magic_impute(observed: ad.AnnData, genes, *,
                  seed: int = 0) -> np.ndarray:  # -> (cells, genes) log1p_norm
     "MAGIC diffusion of the observed log1p_norm values of all genes, returned for `genes` (already log1p scale)."
     magic = _require("magic")
-    cols = _columns(observed, genes)
+    cols = gene_columns(observed, genes)
     check_enough(observed.n_obs, knn + 2, what=f"cells for MAGIC with knn={knn}")
     X = to_dense(observed.layers["log1p_norm"], np.float32)                # (cells, all genes)
     op = magic.MAGIC(knn=knn, t=t, n_pca=min(n_pca, min(X.shape) - 1), solver="exact",
@@ -71,7 +65,7 @@ def scvi_impute(observed: ad.AnnData, genes, *,
                 accelerator: str = "auto") -> np.ndarray:  # -> (cells, genes) log1p_norm
     "scVI's normalized expression (trained on the observed raw counts of all genes), mapped to log1p_norm for `genes`."
     scvi = _require("scvi")
-    cols = _columns(observed, genes)
+    cols = gene_columns(observed, genes)
     check_enough(observed.n_obs, 10, what="cells for scVI")
     with _quiet():
         expr = _scvi_expression(scvi, observed, max_epochs=max_epochs, n_latent=n_latent, seed=seed, accelerator=accelerator)

@@ -9,7 +9,7 @@ import anndata as ad
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 from ..data import InputError, to_dense, check_matrix
-from ..baselines import log1p_from_counts
+from ..baselines import log1p_from_counts, gene_columns
 
 # %% auto #0
 __all__ = ['neighbour_schedule', 'freeman_tukey', 'median_normalize', 'pc_scores', 'pool', 'knn_smooth_counts', 'knn_smoothing']
@@ -59,18 +59,10 @@ def knn_smooth_counts(X, *, k: int, d: int, seed: int) -> sp.csr_matrix:  # (cel
     return S
 
 # %% ../../nbs/32_peers_knn_smoothing.ipynb #b0ec6965
-def _columns(observed: ad.AnnData, genes) -> np.ndarray:  # -> (len(genes),) int
-    "Positions of `genes` in `observed.var_names`, or an InputError naming the missing ones."
-    cols = observed.var_names.get_indexer(list(genes))
-    if (cols < 0).any():
-        missing = [g for g, c in zip(genes, cols) if c < 0]
-        raise InputError(f"{len(missing)} requested genes are not in the observed data: {missing[:5]}")
-    return cols
-
 def knn_smoothing(observed: ad.AnnData, genes, *,
                   k: int = 15,   # neighbours (our choice; the paper leaves k to the user: about the cells per state)
                   d: int = 10,   # principal components for the neighbour search (the paper's default)
                   seed: int = 0) -> np.ndarray:  # -> (cells, len(genes)) float32, log1p_norm scale
     "kNN-smoothing of the observed raw counts (all genes), mapped to log1p_norm and restricted to `genes`."
-    cols = _columns(observed, genes)
+    cols = gene_columns(observed, genes)
     return log1p_from_counts(knn_smooth_counts(observed.X, k=k, d=d, seed=seed), observed=observed.X)[:, cols]

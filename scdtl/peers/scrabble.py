@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np, pandas as pd
 import anndata as ad
 from ..data import InputError, to_dense, get_scale, check_enough
-from ..baselines import observed_values
+from ..baselines import observed_values, gene_columns
 
 # %% auto #0
 __all__ = ['bulk_log_means', 'quantile_map', 'bulk_profile', 'svt', 'data_step', 'admm', 'scrabble']
@@ -98,8 +98,7 @@ def _check(observed: ad.AnnData, genes, bulk, beta: float) -> list:
     "`genes` as a list, after checking they are observed and (when beta > 0) that some are in the bulk panel."
     genes = list(genes)
     check_enough(observed.n_obs, 2, what="cells")
-    missing = [g for g in genes if g not in observed.var_names]
-    if missing: raise InputError(f"{len(missing)} requested genes are not in the observed data (e.g. {', '.join(missing[:3])})")
+    gene_columns(observed, genes)
     if bulk is None or not isinstance(bulk, ad.AnnData): raise InputError("SCRABBLE needs `bulk`, an AnnData (samples x genes)")
     if beta > 0 and not pd.Index(genes).isin(bulk.var_names).any():
         raise InputError(f"none of the {len(genes)} genes is in the bulk panel (bulk var_names look like "
