@@ -46,7 +46,7 @@ RUN := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 PAPERMILL := $(RUN) $(VENV)/bin/papermill --cwd nbs/paper
 NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
-FIG6_SETS_standard = -p datasets cellmix1,hsmm
+ABLATION_SEEDS_standard = --seeds 0,1,2
 
 figures: figures-grid figures-other
 
@@ -58,7 +58,7 @@ figures-grid: $(STAMP)
 
 figures-other: $(STAMP)
 	$(call paper_nb,table1_datasets) -p out_dir ../../figures
-	$(RUN) $(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
+	$(RUN) $(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 	$(call paper_nb,training_curves) $(NB_ARGS)
-	$(call paper_nb,fig6_trajectory) $(NB_ARGS) $(FIG6_SETS_$(PROFILE))
+	$(call paper_nb,fig6_trajectory) $(NB_ARGS)
