@@ -132,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="peer grid, ablations or speed on the real data sets (reads $SCDTL_DATA_DIR)")
     bench.add_argument("what", choices=["grid", "ablation", "speed"])
     bench.add_argument("--profile", default="quick", choices=["quick", "standard", "full"],
-                       help="quick: minutes, tiny networks; standard: this CPU, about an hour; full: paper preset on a GPU")
+                       help="quick: minutes, tiny networks; standard: this CPU, about an hour for the grid; full: paper preset on a GPU")
     bench.add_argument("--datasets", help="comma-separated data set names (default: the profile's)")
     bench.add_argument("--rates", help="comma-separated masking rates, e.g. 0.1,0.2,0.4")
     bench.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
