@@ -22,8 +22,6 @@ def _require(module: str):
         raise InputError(f"this peer method needs the package {module!r} ({e}); "
                          "install the peer methods with `pip install scdtl[peers]`") from None
 
-
-
 # %% ../../nbs/34_peers_external.ipynb #79961a81
 _NOISY = ("scvi", "lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")  # their loggers
 
