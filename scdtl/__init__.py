@@ -3,8 +3,8 @@ __version__ = "0.1.0"
 
 import importlib
 
-_LAZY = {"data": "scdtl.data", "simulate": "scdtl.simulate", "metrics": "scdtl.metrics", "pp": "scdtl.preprocess",
-         "tl": "scdtl.api", "evaluate": "scdtl.evaluate", "baselines": "scdtl.baselines"}
+_LAZY = {"checks": "scdtl.checks", "data": "scdtl.data", "simulate": "scdtl.simulate", "metrics": "scdtl.metrics",
+         "pp": "scdtl.pp", "tl": "scdtl.tl", "evaluate": "scdtl.evaluate", "baselines": "scdtl.baselines"}
 
 def __getattr__(name):
     "Import submodules on first use, so `import scdtl` stays fast and torch loads only when needed."

@@ -4,12 +4,12 @@
 
 # %% ../nbs/30_baselines.ipynb #c3478b5e
 from __future__ import annotations
-import numpy as np, scipy.sparse as sp
+import numpy as np
 import anndata as ad
-from .data import InputError, to_dense
+from .checks import to_dense, TARGET_SUM
 
 # %% auto #0
-__all__ = ['FLOORS', 'log1p_from_counts', 'gene_columns', 'observed_values', 'gene_mean', 'cluster_mean', 'knn_mean']
+__all__ = ['FLOORS', 'log1p_from_counts', 'observed_values', 'gene_mean', 'cluster_mean', 'knn_mean']
 
 # %% ../nbs/30_baselines.ipynb #764f161b
 def log1p_from_counts(X, *, observed) -> np.ndarray:  # (cells, genes) counts-like >= 0; observed counts, same shape
@@ -19,16 +19,7 @@ def log1p_from_counts(X, *, observed) -> np.ndarray:  # (cells, genes) counts-li
     if X.shape != observed.shape: raise ValueError(f"values {X.shape} and observed counts {observed.shape} differ in shape")
     seen = to_dense(observed) > 0
     totals = (X * seen).sum(1, keepdims=True)
-    return np.log1p(X / np.where(totals > 0, totals, 1) * 1e4).astype(np.float32)
-
-# %% ../nbs/30_baselines.ipynb #6dba68f9
-def gene_columns(observed: ad.AnnData, genes) -> np.ndarray:  # -> (len(genes),) int
-    "Positions of `genes` in `observed.var_names`; `InputError` naming any that are missing (every method checks this)."
-    cols = observed.var_names.get_indexer(list(genes))
-    if (cols < 0).any():
-        missing = [g for g, c in zip(genes, cols) if c < 0]
-        raise InputError(f"{len(missing)} requested genes are not in the observed data (e.g. {', '.join(map(str, missing[:3]))})")
-    return cols
+    return np.log1p(X / np.where(totals > 0, totals, 1) * TARGET_SUM).astype(np.float32)
 
 # %% ../nbs/30_baselines.ipynb #74407459
 def observed_values(observed: ad.AnnData, genes) -> np.ndarray:
@@ -43,11 +34,6 @@ def gene_mean(observed: ad.AnnData, genes) -> np.ndarray:
     return np.where(nz, X, means[None, :])
 
 # %% ../nbs/30_baselines.ipynb #85147f9a
-def _pca(X: np.ndarray, n_pcs: int, seed: int) -> np.ndarray:  # (cells, genes) log1p -> (cells, n_pcs)
-    "PCA coordinates of the observed log1p values (scanpy's, zero-centred)."
-    import scanpy as sc
-    return sc.pp.pca(X.astype(np.float32), n_comps=min(n_pcs, min(X.shape) - 1), random_state=seed)
-
 def _fill_from_groups(X: np.ndarray, weights) -> np.ndarray:  # (cells, genes), (cells, cells) >= 0 -> (cells, genes)
     "Zeros of `X` filled with the weighted mean of the non-zeros of the cells `weights` points at (gene mean if none)."
     nz = (X > 0).astype(np.float32)
@@ -62,21 +48,20 @@ def _as_obs(X: np.ndarray) -> ad.AnnData:
 # %% ../nbs/30_baselines.ipynb #8f0ae0dc
 def cluster_mean(observed: ad.AnnData, genes, *, resolution: float = 1.0, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
     "Each zero filled with its gene's mean over the observed non-zeros in the cell's Leiden cluster (log1p_norm)."
-    from scdtl.metrics import _leiden
-    import scanpy as sc
+    from scdtl.metrics import leiden_clusters
     X = observed_values(observed, genes)
-    a = ad.AnnData(X); a.obsm["X_pca"] = _pca(X, n_pcs, seed)
-    sc.pp.neighbors(a, n_neighbors=min(15, a.n_obs - 1), use_rep="X_pca", random_state=seed)
-    labels = _leiden(a, resolution, seed)
+    labels = leiden_clusters(X, resolution=resolution, n_pcs=n_pcs, seed=seed)
     same = (labels[:, None] == labels[None, :]).astype(np.float32)
     return _fill_from_groups(X, same)
 
 def knn_mean(observed: ad.AnnData, genes, *, k: int = 15, n_pcs: int = 30, seed: int = 0) -> np.ndarray:
     "Each zero filled with its gene's mean over the observed non-zeros among the cell's k nearest neighbours (log1p_norm)."
     from sklearn.neighbors import NearestNeighbors
+    from scdtl.metrics import embed
     X = observed_values(observed, genes)
     k = min(k, X.shape[0] - 1)
-    idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs := _pca(X, n_pcs, seed)).kneighbors(pcs, return_distance=False)
+    pcs = embed(X, n_pcs=n_pcs, n_neighbors=k, seed=seed).obsm["X_pca"]
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(pcs).kneighbors(pcs, return_distance=False)
     w = np.zeros((X.shape[0], X.shape[0]), np.float32)
     np.put_along_axis(w, idx[:, 1:], 1.0, axis=1)          # the k neighbours, not the cell itself
     return _fill_from_groups(X, w)

@@ -4,14 +4,15 @@
 
 # %% ../nbs/40_benchmark.ipynb #e8efd24b
 from __future__ import annotations
-import copy, threading, time
+import tempfile, threading, time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from functools import partial
 from itertools import product
 import numpy as np, pandas as pd, torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
-from .config import Config, get_config, Ablation, Architecture, Schedule
+from .config import Config, get_config, Architecture, Schedule
 from .evaluate import make_task, score
 from .baselines import FLOORS
 from .metrics import cluster_scores_matrix
@@ -19,46 +20,54 @@ from .api import SCDTL
 from .train import sc_imputation_loss
 
 # %% auto #0
-__all__ = ['CELLBENCH_LINES', 'PEERS', 'METHODS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES', 'HIGHER_IS_BETTER', 'scdtl_method',
-           'methods', 'PeakMemory', 'run_method', 'Profile', 'get_profile', 'run_grid', 'parse_list', 'output_folder',
+__all__ = ['CELLBENCH_LINES', 'PEERS', 'METHODS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES', 'HIGHER_IS_BETTER', 'BulkModels',
+           'scdtl_method', 'methods', 'PeakMemory', 'run_method', 'Profile', 'get_profile', 'subsample', 'run_grid',
            'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations', 'run_ablations']
 
 # %% ../nbs/40_benchmark.ipynb #4fee9664
 CELLBENCH_LINES = ["A549", "NCIH1975", "NCIH2228", "NCIH838", "HCC827"]  # the five CellBench lines in the GDSC panel
-_BULK_MODELS = {}  # (bulk panel, seed, device, config) -> an SCDTL whose phase (i) is trained; at most 2 kept
 
-def _bulk_trained(bulk, config, seed, device) -> SCDTL:
-    "An SCDTL with phase (i) trained on `bulk`, shared across tasks (phase (i) never sees single cells)."
-    key = (id(bulk), seed, device, repr(config.arch), repr(config.schedule), config.losses.bulk_mask_rate)
-    if key not in _BULK_MODELS:
-        if len(_BULK_MODELS) >= 2: _BULK_MODELS.pop(next(iter(_BULK_MODELS)))   # matched + unmatched panels
-        _BULK_MODELS[key] = SCDTL(config, seed=seed, device=device, progress=False).pretrain_bulk(bulk)
-    return _BULK_MODELS[key]
+def _transfers(config: Config) -> bool: return config.ablation.use_bulk and config.ablation.transfer
 
-def scdtl_method(bulk, *, config="fast", seed=0, device=None, **overrides):
-    "An scDTL variant behind the common method interface: (observed AnnData, genes) -> log1p_norm values."
+class BulkModels:
+    "Phase-(i) models of one bulk panel: trained once per seed and phase-(i) settings, saved, loaded by every task."
+    def __init__(self, bulk, *, device=None):
+        self.bulk, self.device, self._paths = bulk, device, {}
+        self._dir = tempfile.TemporaryDirectory(prefix="scdtl_bulk_")  # removed with this object
+
+    def path(self, config: Config, seed: int) -> Path:
+        "The file of the bulk model for `config`'s phase-(i) settings and `seed` (trained on first use)."
+        key = (seed, repr(config.arch), repr(config.schedule), config.losses.bulk_mask_rate)
+        if key not in self._paths:
+            p = Path(self._dir.name) / f"bulk_{len(self._paths)}.pt"
+            SCDTL(config, seed=seed, device=self.device, progress=False).pretrain_bulk(self.bulk).save(p)
+            self._paths[key] = p
+        return self._paths[key]
+
+def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkModels | None = None, **overrides):
+    "An scDTL variant behind the common method interface, through the public API: (observed, genes) -> log1p_norm."
     cfg = get_config(config, **overrides)
+    models = bulk_models or BulkModels(bulk, device=device)
     def method(observed, genes):
-        if cfg.ablation.use_bulk and cfg.ablation.transfer:
-            model = copy.deepcopy(_bulk_trained(bulk, cfg, seed, device)); model.config = cfg
-            model.fit(observed)
+        if _transfers(cfg): model = SCDTL.load(models.path(cfg, seed), config=cfg, device=device, progress=False).fit(observed)
         else: model = SCDTL(cfg, seed=seed, device=device, progress=False).fit(observed, bulk)
-        return model.impute(observed)[:, observed.var_names.get_indexer(list(genes))].toarray()
+        return model.impute(observed, genes=genes).toarray()
     return method
 
 # %% ../nbs/40_benchmark.ipynb #a1d5f7e5
 PEERS = ("ALRA", "kNN-smoothing", "MAGIC", "scVI", "SCRABBLE")
 METHODS = (*FLOORS, *PEERS, "scDTL")  # every name `methods` knows, in the order tables show them
 
-def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None) -> dict:
-    "The registry: name -> method(observed, genes) -> log1p_norm values, for each of `names`."
+def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None,
+            bulk_models: BulkModels | None = None) -> dict:
+    "The registry: name -> method(observed, genes) -> log1p_norm values, for each of `names` (`bulk_models`: shared)."
     from scdtl.peers import alra, knn_smoothing, scrabble, external
     everything = {**{n: partial(f, seed=seed) if n in ("cluster mean", "kNN mean") else f for n, f in FLOORS.items()},
                   "ALRA": partial(alra.alra, seed=seed), "kNN-smoothing": partial(knn_smoothing.knn_smoothing, seed=seed),
                   "MAGIC": partial(external.magic_impute, seed=seed),
                   "scVI": partial(external.scvi_impute, max_epochs=scvi_epochs, seed=seed),
                   "SCRABBLE": partial(scrabble.scrabble, bulk=bulk, seed=seed),
-                  "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device)}
+                  "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device, bulk_models=bulk_models)}
     unknown = set(names) - set(everything)
     if unknown: raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(everything)}")
     return {n: everything[n] for n in names}
@@ -144,7 +153,7 @@ def get_profile(profile: str | Profile = "quick", **overrides) -> Profile:
     return replace(profile, **given)
 
 # %% ../nbs/40_benchmark.ipynb #3b72f4b8
-def _subsample(adata, n: int | None, seed: int = 0):
+def subsample(adata, n: int | None, seed: int = 0):  # the grid's max_cells; the paper notebooks' small runs
     "At most `n` cells of `adata`, drawn without replacement with a fixed seed (all of them when n is None)."
     if n is None or adata.n_obs <= n: return adata
     return adata[np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))].copy()
@@ -155,7 +164,7 @@ def _grid_tasks(p: Profile, bulk, data_dir):
     n_top = p.n_top_genes or get_config(p.config).arch.n_top_genes
     for datasets, rates, seeds in p.blocks():
         for name in datasets:
-            adata = _subsample(load(name, data_dir=data_dir), p.max_cells)
+            adata = subsample(load(name, data_dir=data_dir), p.max_cells)
             labels = adata.obs[DATASETS[name].label].astype(str).to_numpy() if DATASETS[name].label else None
             for rate, seed in product(rates, seeds):
                 yield name, labels, make_task(adata, rate=rate, seed=seed, bulk_genes=bulk.var_names, n_top_genes=n_top)
@@ -167,9 +176,11 @@ def run_grid(profile: str | Profile = "quick", *, datasets=None, rates=None, see
     from scdtl.data import load
     p = get_profile(profile, datasets=datasets, rates=rates, seeds=seeds, methods=method_names)
     bulk, rows = load("gdsc", data_dir=data_dir), []
+    bulk_models = BulkModels(bulk, device=device)                       # phase (i) once per seed, for every task
     bar = tqdm(total=p.n_tasks() * len(p.methods), disable=not progress, desc=p.name)
     for name, labels, task in _grid_tasks(p, bulk, data_dir):
-        registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed, device=device)
+        registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed,
+                           device=device, bulk_models=bulk_models)
         for method, fn in registry.items():
             bar.set_postfix_str(f"{name} {task.rate:.0%} s{task.seed} {method}")
             res, _ = run_method(task, fn, labels=labels)
@@ -177,19 +188,6 @@ def run_grid(profile: str | Profile = "quick", *, datasets=None, rates=None, see
                              n_cells=task.truth.shape[0], n_genes=task.truth.shape[1], **res)); bar.update()
     bar.close()
     return pd.DataFrame(rows).drop(columns=["protocol"], errors="ignore")
-
-# %% ../nbs/40_benchmark.ipynb #8e609aeb
-def parse_list(s: str, cast=str) -> list | None:  # "0.1, 0.2" -> [0.1, 0.2]
-    "Comma-separated papermill parameter `s` as a list of `cast` values; None when empty (the default applies)."
-    return [cast(x.strip()) for x in str(s).split(",") if x.strip()] or None
-
-def output_folder(out_dir: str, name: str):
-    "`out_dir`, created if needed; a fresh temporary folder when empty, so test runs never overwrite committed figures."
-    import tempfile
-    from pathlib import Path
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"scdtl_{name}_"))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 # %% ../nbs/40_benchmark.ipynb #b78a88bf
 HIGHER_IS_BETTER = {"pcc": True, "cell_pcc": True, "ari": True, "fmi": True, "nmi": True,
@@ -237,7 +235,7 @@ def speed_report(sc, bulk, *, config="fast", seed=0) -> dict:
     t0 = time.perf_counter(); model = SCDTL(config, seed=seed, progress=False).fit(sc, bulk)
     fit = time.perf_counter() - t0
     t0 = time.perf_counter(); model.impute(sc); impute = time.perf_counter() - t0
-    x = torch.as_tensor(model.sc_scaler.transform(model.impute(sc, scale="minmax")))
+    x = torch.as_tensor(model.sc_scaler.transform(model.impute(sc, genes=model.genes).toarray()))
     thr = training_throughput(model, x, batch_size=model.config.schedule.batch_size)
     ref = matmul_gflops()
     return dict(config=model.config.name, cells=sc.n_obs, genes=len(model.genes), fit_seconds=fit,
@@ -267,12 +265,14 @@ def run_ablations(profile: str | Profile = "quick", *, datasets=None, rates=(0.4
     p = get_profile(profile, datasets=datasets or ("cellbench_celseq2_5cl",), rates=rates, seeds=seeds)
     gdsc = load("gdsc", data_dir=data_dir)
     unmatched = gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()
+    panels = {"matched": BulkModels(gdsc, device=device), "unmatched": BulkModels(unmatched, device=device)}
     runs = [(v, "matched", gdsc, o) for v, o in ablations(p.config).items() if variants is None or v in variants]
     runs.append(("scDTL", "unmatched", unmatched, {}))
     rows, bar = [], tqdm(total=len(runs) * p.n_tasks(), disable=not progress, desc="ablations")
     for name, labels, task in _grid_tasks(p, gdsc, data_dir):
         for variant, panel, bulk, over in runs:
-            res, _ = run_method(task, scdtl_method(bulk, config=p.config, seed=task.seed, device=device, **over), labels=labels)
+            method = scdtl_method(bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel], **over)
+            res, _ = run_method(task, method, labels=labels)
             rows.append(dict(profile=p.name, dataset=name, rate=task.rate, seed=task.seed, variant=variant, bulk_panel=panel, **res))
             bar.update()
     bar.close()

@@ -4,12 +4,12 @@
 
 # %% ../nbs/22_cli.ipynb #7413103a
 from __future__ import annotations
-import argparse, os, sys, time
+import argparse, os, signal, sys, time
 from pathlib import Path
-import numpy as np, pandas as pd
+import pandas as pd
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_impute', 'run_demo', 'cmd_demo', 'cmd_bench', 'cmd_datasets', 'parser', 'main']
+__all__ = ['COMMANDS', 'cmd_impute', 'run_demo', 'cmd_demo', 'cmd_bench', 'cmd_datasets', 'parser', 'Terminated', 'main']
 
 # %% ../nbs/22_cli.ipynb #cc33fea1
 def _write_atomic(adata, out: Path):
@@ -24,8 +24,9 @@ def _write_atomic(adata, out: Path):
 # %% ../nbs/22_cli.ipynb #43e8f1b6
 def cmd_impute(args) -> int:
     "Impute a single-cell file with a bulk panel and write an h5ad."
-    from scdtl.data import read, read_bulk, InputError
-    from scdtl.api import impute
+    from scdtl.checks import InputError
+    from scdtl.data import read, read_bulk
+    from scdtl.tl import impute
     sc_path, out = Path(args.sc_file), Path(args.output)
     if out.suffix != ".h5ad": raise InputError(f"output must end in .h5ad, got {out.name}")
     if out.resolve() in (sc_path.resolve(), Path(args.bulk).resolve()):
@@ -49,7 +50,7 @@ def run_demo(*, out_dir="figures", config="fast", seed: int = 0, rate: float = 0
     model = SCDTL(config, seed=seed, progress=progress)
     task = make_task(sc, rate=rate, seed=seed, bulk_genes=bulk.var_names, n_top_genes=model.config.arch.n_top_genes)
     t0 = time.perf_counter(); model.fit(task.observed, bulk)
-    imputed = model.impute(task.observed)[:, task.observed.var_names.get_indexer(task.genes)].toarray()
+    imputed = model.impute(task.observed, genes=task.genes).toarray()
     secs = time.perf_counter() - t0
     rows = {name: score(task, f(task.observed, task.genes)) for name, f in FLOORS.items()}
     rows["scDTL"] = score(task, imputed)
@@ -144,15 +145,23 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the registered public data sets")
     return p
 
+# %% ../nbs/22_cli.ipynb #b77c1736
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised in the main thread as an interrupt so that every `finally` cleans up."
+
+def _on_sigterm(signum, frame): raise Terminated()
+
 # %% ../nbs/22_cli.ipynb #aa0d6876
 COMMANDS = {"impute": cmd_impute, "demo": cmd_demo, "bench": cmd_bench, "datasets": cmd_datasets}
 
 def main(argv=None) -> int:
     "Entry point of the `scdtl` command: bad input is reported in one line, not a traceback."
-    from scdtl.data import InputError
+    from scdtl.checks import InputError
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # SIGTERM unwinds like Ctrl-C, so a half-written file is removed
     try: return COMMANDS[args.command](args)
     except InputError as e:
         print(f"scdtl {args.command}: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print(f"scdtl {args.command}: interrupted; no output was written", file=sys.stderr); return 130
+    except KeyboardInterrupt as e:
+        print(f"scdtl {args.command}: interrupted; no output was written", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)

@@ -5,7 +5,7 @@
 # %% ../nbs/14_config.ipynb #18576aef
 from __future__ import annotations
 from dataclasses import dataclass, field, asdict, replace
-from .data import InputError
+from .checks import InputError
 
 # %% auto #0
 __all__ = ['CONFIGS', 'Architecture', 'Schedule', 'Losses', 'Ablation', 'Config', 'get_config']
@@ -78,7 +78,9 @@ class Config:
     ablation: Ablation = field(default_factory=Ablation)
     name: str = "custom"
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        "Nested plain dicts, tuples as lists: what `torch.save(weights_only)`, h5ad and zarr all accept."
+        return asdict(self, dict_factory=lambda kv: {k: list(v) if isinstance(v, tuple) else v for k, v in kv})
 
     @classmethod
     def from_dict(cls, d: dict) -> Config:

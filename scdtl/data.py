@@ -6,89 +6,14 @@
 from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
+from .checks import InputError, check_matrix, check_unique_names, set_scale, SCALES
 
 # %% auto #0
-__all__ = ['SCALES', 'CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'InputError', 'to_dense', 'check_matrix',
-           'check_unique_names', 'check_no_empty_rows', 'check_enough', 'set_scale', 'get_scale', 'cache_dir',
-           'data_dirs', 'file_sha256', 'verify', 'Remote', 'fetch', 'use_symbols', 'counts_from_log1p', 'DataSet',
-           'datasets', 'load', 'guess_orientation', 'read', 'read_bulk']
-
-# %% ../nbs/00_data.ipynb #509a0e6d
-class InputError(ValueError):
-    "User input scdtl cannot work with; the message names the problem and the fix."
-
-# %% ../nbs/00_data.ipynb #1e7917d8
-def _values(X):  # dense array or scipy sparse matrix
-    "The stored values of `X` (only the non-zeros for sparse input, so nothing is densified)."
-    return X.data if sp.issparse(X) else np.asarray(X)
-
-def to_dense(X, dtype=None) -> np.ndarray:  # dense array or scipy sparse matrix
-    "`X` as a dense ndarray (of `dtype`, or its own): for the small blocks that must be dense."
-    return np.asarray(X.toarray() if sp.issparse(X) else X, dtype=dtype)
-
-# %% ../nbs/00_data.ipynb #19f89c10
-def check_matrix(X, *, what: str = "counts", allow_negative: bool = False):
-    "Raise `InputError` if `X` is empty, non-numeric, holds NaN/inf, or (unless allowed) negative values."
-    if X.shape[0] == 0 or X.shape[1] == 0: raise InputError(f"{what}: the matrix is empty (shape {X.shape}).")
-    v = _values(X)
-    if not np.issubdtype(v.dtype, np.number): raise InputError(f"{what}: values are not numeric (dtype {v.dtype}).")
-    if not np.isfinite(v).all():
-        raise InputError(f"{what}: {int((~np.isfinite(v)).sum())} values are NaN or infinite; remove or fill them first.")
-    if not allow_negative and (v < 0).any():
-        raise InputError(f"{what}: {int((v < 0).sum())} values are negative, but {what} must be >= 0 "
-                         "(is this log-scaled or standardized data? pass it as such).")
-
-# %% ../nbs/00_data.ipynb #b81aab54
-def check_unique_names(names, *, axis: str = "gene"):
-    "Raise `InputError` naming duplicated `axis` names (scanpy's `var_names_make_unique` is the usual fix)."
-    names = np.asarray(names, dtype=str)
-    uniq, counts = np.unique(names, return_counts=True)
-    dup = uniq[counts > 1]
-    if len(dup):
-        fix = "adata.var_names_make_unique()" if axis == "gene" else "adata.obs_names_make_unique()"
-        raise InputError(f"{len(dup)} {axis} names occur more than once (e.g. {', '.join(dup[:3])}); call {fix} first.")
-
-# %% ../nbs/00_data.ipynb #5ae53cc9
-def check_no_empty_rows(X, *, what: str = "counts", axis: int = 0):
-    "Raise `InputError` if any cell (`axis=0`) or gene (`axis=1`) of `X` is entirely zero."
-    nnz = (X != 0).sum(axis=1 - axis) if sp.issparse(X) else np.count_nonzero(np.asarray(X), axis=1 - axis)
-    empty = np.flatnonzero(np.asarray(nnz).ravel() == 0)
-    if len(empty):
-        kind = "cells" if axis == 0 else "genes"
-        raise InputError(f"{what}: {len(empty)} {kind} are all zero (first at index {empty[0]}); filter them out "
-                         f"(scdtl.pp.filter_sparse or sc.pp.filter_{kind}).")
-
-# %% ../nbs/00_data.ipynb #2296b0e6
-def check_enough(n: int, need: int, *, what: str):
-    "Raise `InputError` when there are fewer than `need` items of `what`."
-    if n < need: raise InputError(f"{what}: {n} found, at least {need} are needed.")
-
-# %% ../nbs/00_data.ipynb #edc227a8
-SCALES = {  # the vocabulary used in adata.uns["scdtl_scales"]
-    "counts": "raw counts (UMI or reads)",
-    "fpkm": "FPKM (fragments per kilobase per million), not counts",
-    "log_array_standardized": "log-scale microarray expression, standardized per sample (mean 0, sd 1)",
-    "log1p_norm": "log1p(normalize_total to 1e4 of counts)",
-    "minmax": "per-gene min-max into [0, 1] of a log-scale matrix (log1p_norm, or log array values for bulk), statistics from the training split",
-}
-
-# %% ../nbs/00_data.ipynb #4a01f6ce
-def set_scale(adata, where: str, scale: str):
-    "Record that matrix `where` (e.g. 'X' or 'layers/minmax') of `adata` is on `scale` (a key of `SCALES`)."
-    if scale not in SCALES: raise KeyError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
-    *path, leaf = where.split("/")
-    node = adata.uns.setdefault("scdtl_scales", {})
-    for key in path: node = node.setdefault(key, {})
-    node[leaf] = scale
-
-def get_scale(adata, where: str = "X") -> str | None:
-    "The recorded scale of matrix `where` in `adata`, or None if unrecorded."
-    node = adata.uns.get("scdtl_scales", {})
-    for key in where.split("/"): node = node.get(key, {}) if isinstance(node, dict) else {}
-    return node or None
+__all__ = ['CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'cache_dir', 'data_dirs', 'file_sha256', 'verify', 'Remote', 'fetch',
+           'use_symbols', 'counts_from_log1p', 'DataSet', 'datasets', 'load', 'guess_orientation', 'read', 'read_bulk']
 
 # %% ../nbs/00_data.ipynb #8547732b
-import hashlib, importlib.util, logging, os, re
+import hashlib, importlib.util, logging, os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path

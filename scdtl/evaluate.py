@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import numpy as np, pandas as pd, scipy.sparse as sp
 import anndata as ad
-from .data import InputError, to_dense
-from .preprocess import log_normalize, shared_hvgs, MinMaxScaler
+from .checks import InputError, to_dense, get_scale, TARGET_SUM
+from .preprocess import observed as observed_counts, shared_hvgs, MinMaxScaler
 from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
 
 # %% auto #0
@@ -36,20 +36,22 @@ def _mask_counts(counts: sp.csr_matrix, rate: float, seed: int):  # -> (observed
     if rate == 0: return counts.copy(), sp.csr_matrix(counts.shape, dtype=bool)
     return mask_dropout(counts, rate, seed=seed)
 
+def _spike_ins(adata) -> dict: return {"spike_in": adata.var["spike_in"].to_numpy(bool)} if "spike_in" in adata.var else {}
+
 def make_task(adata: ad.AnnData, *, rate: float, seed: int = 0, bulk_genes=None, n_top_genes: int = 4000,
               layer: str | None = None) -> HeldoutTask:
     "Mask `rate` of the non-zero counts of `adata` and build the scoring scale from the observed data only."
     counts = sp.csr_matrix(adata.X if layer is None else adata.layers[layer], dtype=np.float32)
     masked, mask = _mask_counts(counts, rate, seed)
-    observed = ad.AnnData(masked, obs=adata.obs.copy(), var=pd.DataFrame(index=adata.var_names))
-    log_normalize(observed)
-    ref = observed if bulk_genes is None else ad.AnnData(np.zeros((1, len(bulk_genes)), np.float32),
-                                                          var=pd.DataFrame(index=list(bulk_genes)))
-    genes = list(shared_hvgs(observed, ref, n_top_genes=n_top_genes))
+    src = ad.AnnData(masked, obs=pd.DataFrame(index=adata.obs_names), var=adata.var[[]].assign(**_spike_ins(adata)))
+    src.uns["scdtl_scales"] = dict(X=get_scale(adata, "X" if layer is None else f"layers/{layer}") or "counts")
+    observed = observed_counts(src)                                   # the pipeline every method and tl.impute use
+    observed.obs = adata.obs.assign(scdtl_total=observed.obs["scdtl_total"].to_numpy())  # labels travel with the task
+    genes = shared_hvgs(observed, bulk_genes, n_top_genes=n_top_genes)
     cols = observed.var_names.get_indexer(genes)
     scaler = MinMaxScaler().fit(to_dense(observed.layers["log1p_norm"][:, cols]))
     totals = observed.obs["scdtl_total"].to_numpy()[:, None]
-    truth = scaler.transform(np.log1p(to_dense(counts[:, cols]) / totals * 1e4))
+    truth = scaler.transform(np.log1p(to_dense(counts[:, cols]) / totals * TARGET_SUM))
     return HeldoutTask(observed, genes, scaler, truth.astype(np.float32), to_dense(mask[:, cols], bool), rate, seed)
 
 # %% ../nbs/21_evaluate.ipynb #35318966

@@ -12,11 +12,11 @@ import anndata as ad
 import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, fowlkes_mallows_score, normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances
-from .data import InputError, check_enough, to_dense
+from .checks import InputError, check_enough, to_dense
 
 # %% auto #0
-__all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_matching', 'cluster_scores_matrix',
-           'cluster_scores', 'root_cell', 'trajectory', 'pseudotime', 'pos_score']
+__all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_clusters', 'leiden_matching',
+           'cluster_scores_matrix', 'cluster_scores', 'root_cell', 'trajectory', 'pseudotime', 'pos_score']
 
 # %% ../nbs/02_metrics.ipynb #1087c8e5
 def _pick(n: int, rate: float, rng) -> np.ndarray:  # -> (round(rate * n),) distinct indices in [0, n)
@@ -102,7 +102,7 @@ def embed(X, *, n_pcs: int = 50, n_neighbors: int = 15, seed: int = 0) -> ad.Ann
     adata = ad.AnnData(X=X.astype(np.float32))
     n_pcs = min(n_pcs, min(X.shape) - 1)
     sc.pp.pca(adata, n_comps=n_pcs, random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=n_neighbors, n_pcs=n_pcs, random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), n_pcs=n_pcs, random_state=seed)
     return adata
 
 # %% ../nbs/02_metrics.ipynb #2cef1981
@@ -110,6 +110,10 @@ def _leiden(adata, resolution: float, seed: int) -> np.ndarray:  # -> (n_obs,) c
     "Leiden clusters of `adata`'s kNN graph at `resolution` (igraph flavor)."
     sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     return adata.obs["leiden"].to_numpy()
+
+def leiden_clusters(X, *, resolution: float = 1.0, n_pcs: int = 30, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
+    "Leiden labels (ints) of the cells of `X` (n, g): the one PCA -> neighbours -> Leiden path (clustering loss, floors)."
+    return _leiden(embed(X, n_pcs=n_pcs, n_neighbors=n_neighbors, seed=seed), resolution, seed).astype(int)
 
 # %% ../nbs/02_metrics.ipynb #1b69e227
 def leiden_matching(adata, n_clusters: int, *, lo: float = 0.05, hi: float = 3.0, steps: int = 12, seed: int = 0):

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import torch
 from torch import nn
-from .config import Config, get_config
+from .checks import InputError
+from .config import Config
 from .nn.dae import MLPEncoder, MLPDecoder
 from .nn.unet import UNet1D
 from .nn.cbam import CBAMFusion
@@ -27,27 +28,21 @@ class BulkDAE(nn.Module):
 
 # %% ../nbs/15_model.ipynb #b7b2e1cd
 class SCDTLNet(nn.Module):
-    "The assembled scDTL network: bulk DAE (E_b, D_b), sc DAE (E_s, D_s), U-Net and fusion."
-    def __init__(self, n_bulk_genes: int, sc_to_bulk: torch.Tensor, config: Config):
+    "The assembled scDTL network: the given bulk DAE (E_b, D_b), an sc DAE (E_s, D_s), U-Net and fusion."
+    def __init__(self, sc_to_bulk: torch.Tensor, config: Config, bulk: BulkDAE | None = None):
         super().__init__()
         a, ab = config.arch, config.ablation
+        if ab.use_bulk and bulk is None: raise InputError("use_bulk=True needs the bulk DAE: pass bulk=BulkDAE(...)")
         self.register_buffer("sc_to_bulk", torch.as_tensor(sc_to_bulk, dtype=torch.long))  # (G,) bulk column per sc gene
         n_genes, hidden = len(sc_to_bulk), tuple(a.encoder_hidden)
         self.sc_encoder = MLPEncoder(n_genes, hidden, a.n_latent, dropout=a.dropout)
         self.sc_decoder = MLPDecoder(a.n_latent, hidden[::-1], n_genes)
         self.use_bulk, self.use_unet = ab.use_bulk, ab.use_unet
-        if ab.use_bulk:
-            bulk = BulkDAE(n_bulk_genes, config)
-            self.bulk_encoder, self.bulk_imputer = bulk.bulk_encoder, bulk.bulk_imputer
+        if ab.use_bulk: self.bulk_encoder, self.bulk_imputer = bulk.bulk_encoder, bulk.bulk_imputer  # shared, not copied
         if ab.use_unet: self.unet = UNet1D(channels=tuple(a.unet_channels))
         if ab.use_bulk and ab.use_unet:
             self.fusion = CBAMFusion(n_channels=2, reduction=a.cbam_reduction, kernel_size=a.cbam_kernel, mode=ab.fusion,
                                      out_activation=a.fusion_output)
-
-    def load_bulk(self, bulk: BulkDAE):
-        "Take over the weights of a trained bulk DAE."
-        self.bulk_encoder.load_state_dict(bulk.bulk_encoder.state_dict())
-        self.bulk_imputer.load_state_dict(bulk.bulk_imputer.state_dict())
 
     def bulk_view(self, x):  # (B, G) -> (B, G)
         "The transferred bulk imputer applied to the single-cell latent, read at the sc genes."

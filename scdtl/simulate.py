@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import anndata as ad
-from .data import InputError, check_enough, set_scale
+from .checks import InputError, check_enough, set_scale
 
 # %% auto #0
 __all__ = ['SIM', 'SimConstants', 'gene_programs', 'type_names', 'type_profiles', 'pseudotime', 'trajectory_activity',

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .config import Config, Schedule
-from .model import SCDTLNet
+from .model import BulkDAE, SCDTLNet
 from .nn.dae import binomial_corrupt, mask_nonzero
 from .nn.mmd import mmd
 
@@ -124,7 +124,7 @@ def _replay(seed: int) -> torch.Generator:
 def _params(*modules): return [p for m in modules for p in m.parameters()]
 
 # %% ../nbs/16_train.ipynb #deecdee5
-def train_bulk(net: SCDTLNet, xb_train, xb_val, *, config: Config, gen, progress=True) -> list[dict]:
+def train_bulk(net: BulkDAE | SCDTLNet, xb_train, xb_val, *, config: Config, gen, progress=True) -> list[dict]:
     "Phase (i): the bulk denoising autoencoder / imputer (E_b, D_b) on bulk profiles."
     rate, s = config.losses.bulk_mask_rate, config.schedule
     return fit_phase("(i) bulk imputer", net, _params(net.bulk_encoder, net.bulk_imputer),
@@ -178,10 +178,10 @@ def train_imputation(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, la
 
 # %% ../nbs/16_train.ipynb #5779b369
 def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, seed: int = 0,
-              labels_train=None, labels_val=None, bulk_trained: bool = False, progress=True) -> list[dict]:
-    "Run every phase the configuration enables, in the paper's order; the concatenated loss history."
+              labels_train=None, labels_val=None, progress=True) -> list[dict]:
+    "Phases after (i) (`train_bulk`, run once per bulk panel) that the configuration enables; the concatenated history."
+    torch.manual_seed(seed)  # dropout draws from the global generator: a run depends on the seed, not on what ran before
     gen, hist, transfer = torch.Generator().manual_seed(seed), [], net.use_bulk and config.ablation.transfer
-    if transfer and not bulk_trained: hist += train_bulk(net, xb_train, xb_val, config=config, gen=gen, progress=progress)
     if net.use_bulk: hist += pretrain_sc(net, xs_train, xs_val, config=config, gen=gen, progress=progress)
     if transfer: hist += adapt(net, xb_train, xb_val, xs_train, xs_val, config=config, gen=gen, progress=progress)
     hist += train_imputation(net, xs_train, xs_val, config=config, gen=gen, labels_train=labels_train,

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 from torch import nn
-from ..data import InputError
+from ..checks import InputError
 
 # %% auto #0
 __all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'CBAMFusion']

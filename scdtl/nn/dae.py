@@ -4,14 +4,13 @@
 
 # %% ../../nbs/10_nn_dae.ipynb #b89dc7b6
 from __future__ import annotations
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 import torch
-import torch.nn.functional as F
 from torch import nn
-from ..data import InputError
+from ..checks import InputError
 
 # %% auto #0
-__all__ = ['mask_nonzero', 'binomial_corrupt', 'MLPEncoder', 'MLPDecoder', 'DenoisingAutoencoder', 'dae_loss']
+__all__ = ['mask_nonzero', 'binomial_corrupt', 'MLPEncoder', 'MLPDecoder']
 
 # %% ../../nbs/10_nn_dae.ipynb #e7c5c920
 def _check_rate(rate: float, what: str):
@@ -70,21 +69,3 @@ class MLPDecoder(nn.Sequential):
         sizes = (n_latent, *hidden)
         super().__init__(*_blocks(sizes, dropout), nn.Linear(sizes[-1], n_out), _OUT[out_activation]())
         self.n_latent, self.n_out = n_latent, n_out
-
-# %% ../../nbs/10_nn_dae.ipynb #95446952
-class DenoisingAutoencoder(nn.Module):
-    "An encoder and a decoder; `forward(x)` returns (reconstruction (B, n_out), code (B, n_latent))."
-    def __init__(self, encoder: nn.Module, decoder: nn.Module):
-        super().__init__()
-        self.encoder, self.decoder = encoder, decoder
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B,n_in) -> (B,n_out), (B,n_latent)
-        z = self.encoder(x)
-        return self.decoder(z), z
-
-# %% ../../nbs/10_nn_dae.ipynb #e2503170
-def dae_loss(model: nn.Module, x: torch.Tensor,
-             corrupt: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # (B,G) -> scalar
-    "MSE between the reconstruction of `corrupt(x)` and the uncorrupted `x` (paper Eq. 4)."
-    recon, _ = model(corrupt(x))
-    return F.mse_loss(recon, x)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from collections.abc import Sequence
 import torch
-from ..data import InputError
+from ..checks import InputError
 
 # %% auto #0
 __all__ = ['sq_dists', 'gaussian_kernel', 'median_bandwidths', 'mmd']

@@ -9,7 +9,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..data import InputError
+from ..checks import InputError
 
 # %% auto #0
 __all__ = ['UNet1D', 'n_conv_layers']

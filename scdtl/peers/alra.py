@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np, scipy.sparse as sp
 import anndata as ad
 from sklearn.utils.extmath import randomized_svd
-from ..data import InputError, to_dense, check_matrix
-from ..baselines import gene_columns
+from ..checks import InputError, to_dense, check_matrix, gene_columns
+
 
 # %% auto #0
 __all__ = ['N_NOISE', 'N_SD', 'ITER_RANK', 'ITER_FIT', 'alra_rank', 'low_rank', 'threshold', 'rescale', 'alra_matrix', 'alra']
@@ -82,4 +82,4 @@ def alra(observed: ad.AnnData, genes, *, k: int | None = None,
     if "log1p_norm" not in observed.layers: raise InputError("ALRA needs observed.layers['log1p_norm'] (see make_task)")
     A = sp.csr_matrix(observed.layers["log1p_norm"], dtype=np.float64)
     check_matrix(A, what="log1p_norm")
-    return alra_matrix(A, gene_columns(observed, genes), k=k, n_svd=n_svd, quantile=quantile, seed=seed)
+    return alra_matrix(A, gene_columns(observed.var_names, genes), k=k, n_svd=n_svd, quantile=quantile, seed=seed)

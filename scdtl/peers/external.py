@@ -8,8 +8,8 @@ import importlib, logging, warnings
 from contextlib import contextmanager
 import numpy as np, pandas as pd
 import anndata as ad
-from ..data import InputError, to_dense, check_enough
-from ..baselines import log1p_from_counts, gene_columns
+from ..checks import InputError, to_dense, check_enough, gene_columns, TARGET_SUM
+from ..baselines import log1p_from_counts
 
 # %% auto #0
 __all__ = ['magic_impute', 'scvi_impute']
@@ -46,7 +46,7 @@ def magic_impute(observed: ad.AnnData, genes, *,
                  seed: int = 0) -> np.ndarray:  # -> (cells, genes) log1p_norm
     "MAGIC diffusion of the observed log1p_norm values of all genes, returned for `genes` (already log1p scale)."
     magic = _require("magic")
-    cols = gene_columns(observed, genes)
+    cols = gene_columns(observed.var_names, genes)
     check_enough(observed.n_obs, knn + 2, what=f"cells for MAGIC with knn={knn}")
     X = to_dense(observed.layers["log1p_norm"], np.float32)                # (cells, all genes)
     op = magic.MAGIC(knn=knn, t=t, n_pca=min(n_pca, min(X.shape) - 1), solver="exact",
@@ -63,7 +63,7 @@ def scvi_impute(observed: ad.AnnData, genes, *,
                 accelerator: str = "auto") -> np.ndarray:  # -> (cells, genes) log1p_norm
     "scVI's normalized expression (trained on the observed raw counts of all genes), mapped to log1p_norm for `genes`."
     scvi = _require("scvi")
-    cols = gene_columns(observed, genes)
+    cols = gene_columns(observed.var_names, genes)
     check_enough(observed.n_obs, 10, what="cells for scVI")
     with _quiet():
         expr = _scvi_expression(scvi, observed, max_epochs=max_epochs, n_latent=n_latent, seed=seed, accelerator=accelerator)
@@ -79,4 +79,4 @@ def _scvi_expression(scvi, observed: ad.AnnData, *, max_epochs: int, n_latent: i
     model.train(max_epochs=max_epochs, accelerator=accelerator, enable_progress_bar=False,
                 enable_model_summary=False, logger=False)
     scvi.settings.seed = seed                                    # the read-out samples latent cells
-    return model.get_normalized_expression(library_size=1e4, return_numpy=True)
+    return model.get_normalized_expression(library_size=TARGET_SUM, return_numpy=True)

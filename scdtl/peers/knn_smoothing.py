@@ -8,8 +8,8 @@ import numpy as np, scipy.sparse as sp
 import anndata as ad
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
-from ..data import InputError, to_dense, check_matrix
-from ..baselines import log1p_from_counts, gene_columns
+from ..checks import InputError, to_dense, check_matrix, gene_columns
+from ..baselines import log1p_from_counts
 
 # %% auto #0
 __all__ = ['neighbour_schedule', 'freeman_tukey', 'median_normalize', 'pc_scores', 'pool', 'knn_smooth_counts', 'knn_smoothing']
@@ -64,5 +64,5 @@ def knn_smoothing(observed: ad.AnnData, genes, *,
                   d: int = 10,   # principal components for the neighbour search (the paper's default)
                   seed: int = 0) -> np.ndarray:  # -> (cells, len(genes)) float32, log1p_norm scale
     "kNN-smoothing of the observed raw counts (all genes), mapped to log1p_norm and restricted to `genes`."
-    cols = gene_columns(observed, genes)
+    cols = gene_columns(observed.var_names, genes)
     return log1p_from_counts(knn_smooth_counts(observed.X, k=k, d=d, seed=seed), observed=observed.X)[:, cols]

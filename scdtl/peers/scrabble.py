@@ -6,8 +6,8 @@
 from __future__ import annotations
 import numpy as np, pandas as pd
 import anndata as ad
-from ..data import InputError, to_dense, get_scale, check_enough
-from ..baselines import observed_values, gene_columns
+from ..checks import InputError, to_dense, get_scale, check_enough, gene_columns, TARGET_SUM
+from ..baselines import observed_values
 
 # %% auto #0
 __all__ = ['bulk_log_means', 'quantile_map', 'bulk_profile', 'svt', 'data_step', 'admm', 'scrabble']
@@ -17,7 +17,7 @@ def bulk_log_means(bulk: ad.AnnData) -> pd.Series:  # (samples, genes) -> (genes
     "Each gene's mean over the bulk samples on the bulk's log scale (counts and FPKM are log1p-transformed first)."
     B = to_dense(bulk.X, np.float64)
     scale = get_scale(bulk)
-    if scale == "counts": B = np.log1p(B / np.maximum(B.sum(1, keepdims=True), 1e-12) * 1e4)  # per sample, like sc
+    if scale == "counts": B = np.log1p(B / np.maximum(B.sum(1, keepdims=True), 1e-12) * TARGET_SUM)  # per sample, like sc
     elif scale == "fpkm": B = np.log1p(B)
     return pd.Series(B.mean(0), index=bulk.var_names)
 
@@ -98,7 +98,7 @@ def _check(observed: ad.AnnData, genes, bulk, beta: float) -> list:
     "`genes` as a list, after checking they are observed and (when beta > 0) that some are in the bulk panel."
     genes = list(genes)
     check_enough(observed.n_obs, 2, what="cells")
-    gene_columns(observed, genes)
+    gene_columns(observed.var_names, genes)
     if bulk is None or not isinstance(bulk, ad.AnnData): raise InputError("SCRABBLE needs `bulk`, an AnnData (samples x genes)")
     if beta > 0 and not pd.Index(genes).isin(bulk.var_names).any():
         raise InputError(f"none of the {len(genes)} genes is in the bulk panel (bulk var_names look like "
