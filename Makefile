@@ -24,8 +24,11 @@ demo: $(STAMP)
 check-sources: $(STAMP)
 	$(PY) tools/check_sources.py
 
-# One torch/BLAS thread per notebook and two notebooks at a time: faster than two threads fighting on 2 cores.
+# ruff's pyflakes rules keep every module standing on its own imports (a notebook-only import fails here); then the
+# notebooks (tests/test_notebooks.py) and the installed package from outside (the rest of tests/), one torch/BLAS
+# thread per worker and two workers: faster than two threads fighting on 2 cores.
 test: check-sources
+	$(VENV)/bin/ruff check --select F scdtl
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -q -n 2 tests
 
 readme: $(STAMP)

@@ -1,0 +1,192 @@
+"""The package as a user meets it: the INSTALLED scdtl in fresh processes (README snippets, the CLI on every format,
+save -> load, interrupts), never the notebooks' shared namespace."""
+import json, re, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pytest
+from conftest import SCDTL, python, run, sha256, write_bulk, write_sc
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ["h5ad", "10x_mtx", "10x_h5", "csv_cells_x_genes", "csv_genes_x_cells", "tsv_gz_genes_x_cells"]
+TINY = ("from scdtl.config import get_config, Architecture, Schedule\n"
+        "TINY = get_config('fast', name='tiny', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8),"
+        " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n")
+
+
+def check_output(path: Path, n_obs: int, n_vars: int, key: str = "scdtl"):
+    "An imputed h5ad reads back in a fresh process with every field `tl.impute` documents."
+    r = python(f"""
+import anndata as ad, json
+a = ad.read_h5ad({str(path)!r})
+u = a.uns[{key!r}]
+print(json.dumps(dict(shape=list(a.shape), layer=list(a.layers[{key!r}].shape), latent=list(a.obsm["X_{key}"].shape),
+    n_imputed=int(a.var["{key}_imputed"].sum()), scale=u["scale"], genes=len(u["genes"]),
+    scales=a.uns["scdtl_scales"]["layers"][{key!r}], hist=len(u["history"]["epoch"]),
+    hidden=[int(h) for h in u["config"]["arch"]["encoder_hidden"]])))
+""", cwd=path.parent)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["shape"] == d["layer"] == [n_obs, n_vars]
+    assert d["latent"][0] == n_obs and d["n_imputed"] == d["genes"] > 0
+    assert d["scale"] == d["scales"] == "log1p_norm" and d["hist"] > 0 and d["hidden"]
+
+
+# ---------------------------------------------------------------- the package stands on its own imports
+
+def test_pyflakes_clean():
+    "ruff's pyflakes rules on scdtl/: no module leans on a name only a notebook cell defined (the SCDTL.save bug)."
+    r = run([str(Path(sys.executable).parent / "ruff"), "check", "--select", "F", "scdtl"], cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_checks_module_is_light():
+    "`scdtl.checks` (InputError and the input checks) imports neither scanpy, pooch nor torch."
+    r = python("import sys, scdtl.checks; print([m for m in ('scanpy', 'pooch', 'torch') if m in sys.modules])", cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_curated_namespaces():
+    "`scdtl.tl` and `scdtl.pp` hold their tools and nothing else (no numpy, no None placeholders), like scanpy's."
+    r = python("""
+import scdtl
+for ns in (scdtl.tl, scdtl.pp):
+    public = sorted(n for n in vars(ns) if not n.startswith('_') and n != 'annotations')
+    assert public == sorted(ns.__all__), (ns.__name__, public)
+    assert all(callable(getattr(ns, n)) for n in ns.__all__)
+print(scdtl.tl.__all__, scdtl.pp.__all__)
+""", cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "impute" in r.stdout and "observed" in r.stdout
+
+
+# ---------------------------------------------------------------- README, as written
+
+def readme_blocks(lang: str) -> list[str]:
+    "The fenced `lang` code blocks of README.md, in order."
+    return re.findall(rf"```{lang}\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
+def test_readme_python_snippets(tmp_path, pair):
+    "Every Python block of README.md, run as written in one fresh process, on the files its first block reads."
+    sc, bulk = pair
+    sc.write_h5ad(tmp_path / "cells.h5ad"); write_bulk(bulk, "counts", tmp_path).rename(tmp_path / "bulk.csv")
+    before = sha256(tmp_path / "cells.h5ad")
+    code = "\n".join(readme_blocks("python"))
+    assert "scdtl.tl.impute" in code and "SCDTL.load" in code
+    r = python(code + "\nadata.write_h5ad('after_readme.h5ad')\nprint('README OK')", cwd=tmp_path, timeout=900)
+    assert r.returncode == 0 and "README OK" in r.stdout, r.stderr[-3000:]
+    assert sha256(tmp_path / "cells.h5ad") == before
+    check_output(tmp_path / "after_readme.h5ad", sc.n_obs, sc.n_vars)
+
+
+def test_readme_shell_impute(tmp_path, pair):
+    "The README's `scdtl impute` and `scdtl datasets` lines, run as written."
+    sc, bulk = pair
+    sc.write_h5ad(tmp_path / "cells.h5ad"); write_bulk(bulk, "counts", tmp_path).rename(tmp_path / "bulk.csv")
+    lines = [l.split("#")[0].split() for b in readme_blocks("sh") for l in b.splitlines()]
+    cmds = [l for l in lines if l[:2] in (["scdtl", "impute"], ["scdtl", "datasets"])]
+    assert len(cmds) == 2
+    for cmd in cmds:
+        r = run([SCDTL, *cmd[1:], *(["--quiet"] if cmd[1] == "impute" else [])], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+    check_output(tmp_path / "imputed.h5ad", sc.n_obs, sc.n_vars)
+
+
+# ---------------------------------------------------------------- the CLI on every format the data layer reads
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cli_every_format(tmp_path, pair, fmt):
+    "`scdtl impute` on each single-cell format (bulk as counts) writes an h5ad that reads back; inputs unchanged."
+    sc, bulk = pair
+    src, b = write_sc(sc, fmt, tmp_path), write_bulk(bulk, "counts", tmp_path)
+    digests = {p: sha256(p) for p in [b, *([src] if src.is_file() else src.iterdir())]}
+    r = run([SCDTL, "impute", str(src), "--bulk", str(b), "--bulk-scale", "counts", "-o", str(tmp_path / "out.h5ad"), "--quiet"],
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_output(tmp_path / "out.h5ad", sc.n_obs, sc.n_vars)
+    assert {p: sha256(p) for p in digests} == digests
+
+
+def test_cli_bulk_on_log_scale(tmp_path, pair):
+    "A bulk CSV already on the log1p_norm scale, declared so; declared as counts it is refused with the fix."
+    sc, bulk = pair
+    src, b = write_sc(sc, "h5ad", tmp_path), write_bulk(bulk, "log1p_norm", tmp_path)
+    out = tmp_path / "out.h5ad"
+    bad = run([SCDTL, "impute", str(src), "--bulk", str(b), "--bulk-scale", "counts", "-o", str(out), "--quiet"], cwd=tmp_path)
+    assert bad.returncode == 2 and "log-normalised" in bad.stderr and "Traceback" not in bad.stderr and not out.exists()
+    r = run([SCDTL, "impute", str(src), "--bulk", str(b), "--bulk-scale", "log1p_norm", "-o", str(out), "--quiet"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_output(out, sc.n_obs, sc.n_vars)
+
+
+def test_cli_refuses_to_overwrite_its_input(tmp_path, pair):
+    "`-o` naming the input is refused before any work, and the input is unchanged."
+    sc, bulk = pair
+    src, b = write_sc(sc, "h5ad", tmp_path), write_bulk(bulk, "counts", tmp_path)
+    before = sha256(src)
+    r = run([SCDTL, "impute", str(src), "--bulk", str(b), "-o", str(src), "--quiet"], cwd=tmp_path)
+    assert r.returncode == 2 and "refusing to overwrite" in r.stderr and sha256(src) == before
+
+
+# ---------------------------------------------------------------- h5ad / zarr, save -> load
+
+def test_tl_impute_writes_h5ad_and_zarr(tmp_path, pair):
+    "After `tl.impute`, `write_h5ad` and `write_zarr` work and read back identical (the tuple-in-uns bug)."
+    sc, bulk = pair
+    sc.write_h5ad(tmp_path / "sc.h5ad"); bulk.write_h5ad(tmp_path / "bulk.h5ad")
+    r = python(TINY + """
+import anndata as ad, numpy as np, scdtl
+a, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')
+scdtl.tl.impute(a, b, config=TINY, progress=False)
+a.write_h5ad('a.h5ad'); a.write_zarr('a.zarr')
+for r in (ad.read_h5ad('a.h5ad'), ad.read_zarr('a.zarr')):
+    assert np.array_equal(r.layers['scdtl'].toarray(), a.layers['scdtl'].toarray())
+    assert np.array_equal(r.obsm['X_scdtl'], a.obsm['X_scdtl'])
+    assert list(r.uns['scdtl']['genes']) == a.uns['scdtl']['genes']
+    assert list(r.uns['scdtl']['config']['arch']['encoder_hidden']) == [32]
+print('ROUNDTRIP OK')
+""", cwd=tmp_path)
+    assert r.returncode == 0 and "ROUNDTRIP OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_save_load_in_a_new_process(tmp_path, pair):
+    "A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save)."
+    sc, bulk = pair
+    sc.write_h5ad(tmp_path / "sc.h5ad"); bulk.write_h5ad(tmp_path / "bulk.h5ad")
+    fit = python(TINY + """
+import anndata as ad, numpy as np, scdtl
+a, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')
+m = scdtl.SCDTL(TINY, progress=False).fit(a, b)
+m.save('model.pt'); np.save('y.npy', m.impute(a).toarray()); np.save('z.npy', m.latent(a))
+""", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    load = python("""
+import anndata as ad, numpy as np, scdtl
+m = scdtl.SCDTL.load('model.pt', progress=False)
+a = ad.read_h5ad('sc.h5ad')
+assert m.is_fitted and np.array_equal(m.impute(a).toarray(), np.load('y.npy')) and np.array_equal(m.latent(a), np.load('z.npy'))
+print('LOAD OK')
+""", cwd=tmp_path)
+    assert load.returncode == 0 and "LOAD OK" in load.stdout, load.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- interrupted runs leave nothing behind
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_leaves_nothing(tmp_path, pair, sig):
+    "`scdtl impute` stopped mid-training exits 128+signal, writes no output (nor a temporary file), changes no input."
+    sc, bulk = pair
+    src, b = write_sc(sc, "h5ad", tmp_path), write_bulk(bulk, "counts", tmp_path)
+    digests = {p: sha256(p) for p in (src, b)}
+    out = tmp_path / "out" / "imputed.h5ad"; out.parent.mkdir()
+    env_cmd = [SCDTL, "impute", str(src), "--bulk", str(b), "-o", str(out), "--config", "paper"]  # paper: long training
+    p = subprocess.Popen(env_cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, t0 = "", time.time()
+    while "bulk imputer" not in seen and time.time() - t0 < 300:     # tqdm's bar of phase (i): training has begun
+        seen += p.stderr.read(1) if p.poll() is None else ""
+        if p.poll() is not None: break
+    assert p.poll() is None, f"finished before it could be interrupted: {seen[-2000:]}"
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 128 + sig, (p.returncode, err[-2000:])
+    assert "interrupted; no output was written" in err
+    assert list(out.parent.iterdir()) == [] and {q: sha256(q) for q in digests} == digests
