@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 # %% auto #0
-__all__ = ['TARGET_SUM', 'MAX_LOG_VALUE', 'SCALES', 'InputError', 'to_dense', 'check_matrix', 'check_unique_names',
+__all__ = ['TARGET_SUM', 'MAX_LOG_VALUE', 'SCALES', 'BULK_SCALES', 'InputError', 'to_dense', 'check_matrix', 'check_unique_names',
            'check_no_empty_rows', 'check_enough', 'gene_columns', 'check_counts', 'set_scale', 'get_scale']
 
 # %% ../nbs/00_checks.ipynb #509a0e6d
@@ -95,6 +95,7 @@ SCALES = {  # the vocabulary used in adata.uns["scdtl_scales"]
     "log1p_norm": "log1p(normalize_total to 1e4 of counts)",
     "minmax": "per-gene min-max into [0, 1] of a log-scale matrix (log1p_norm, or log array values for bulk), statistics from the training split",
 }
+BULK_SCALES = ("counts", "log1p_norm", "log_array_standardized")  # the scales a bulk panel may arrive on
 
 # %% ../nbs/00_checks.ipynb #4a01f6ce
 def set_scale(adata, where: str, scale: str):

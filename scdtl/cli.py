@@ -4,9 +4,10 @@
 
 # %% ../nbs/22_cli.ipynb #7413103a
 from __future__ import annotations
-import argparse, os, signal, sys, time
+import argparse, os, signal, sys, time, warnings
 from pathlib import Path
 import pandas as pd
+from .checks import BULK_SCALES
 
 # %% auto #0
 __all__ = ['COMMANDS', 'cmd_impute', 'run_demo', 'cmd_demo', 'cmd_bench', 'cmd_datasets', 'parser', 'Terminated', 'main']
@@ -120,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("impute", help="impute a single-cell file using a bulk panel")
     imp.add_argument("sc_file", help=".h5ad, 10x folder or .h5, or a CSV/TSV count table")
     imp.add_argument("--bulk", required=True, help="bulk table (rows = samples) or .h5ad")
-    imp.add_argument("--bulk-scale", default="counts", choices=["counts", "log1p_norm", "log_array_standardized"])
+    imp.add_argument("--bulk-scale", default="counts", choices=BULK_SCALES)
     imp.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
     imp.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
     demo = sub.add_parser("demo", help="fit and score scDTL on the embedded simulated data")
@@ -159,6 +160,7 @@ def main(argv=None) -> int:
     from scdtl.checks import InputError
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)  # SIGTERM unwinds like Ctrl-C, so a half-written file is removed
+    warnings.formatwarning = lambda msg, *_, **__: f"scdtl {args.command}: warning: {msg}\n"  # one line, no source path
     try: return COMMANDS[args.command](args)
     except InputError as e:
         print(f"scdtl {args.command}: error: {e}", file=sys.stderr); return 2

@@ -12,11 +12,11 @@ import scipy.sparse as sp
 import scanpy  # not `as sc`: the public API names its single-cell argument `sc`
 from anndata import AnnData
 from .checks import (InputError, check_matrix, check_counts, check_unique_names, check_no_empty_rows,
-                          check_enough, set_scale, get_scale, to_dense, TARGET_SUM)
+                          check_enough, set_scale, get_scale, to_dense, TARGET_SUM, BULK_SCALES)
 
 # %% auto #0
-__all__ = ['MIN_SHARED_GENES', 'MIN_CELLS', 'SPLITS', 'BULK_SCALES', 'MIN_COUNT_MAX', 'filter_sparse', 'log_normalize',
-           'hvg_table', 'shared_hvgs', 'split_labels', 'fit_split', 'MinMaxScaler', 'observed', 'bulk_log']
+__all__ = ['MIN_SHARED_GENES', 'MIN_CELLS', 'SPLITS', 'MIN_COUNT_MAX', 'filter_sparse', 'log_normalize', 'hvg_table',
+           'shared_hvgs', 'split_labels', 'fit_split', 'MinMaxScaler', 'observed', 'bulk_log']
 
 # %% ../nbs/01_preprocess.ipynb #f8d1f033
 def _at_least(frac: float, n: int) -> int:
@@ -168,7 +168,6 @@ def observed(adata: AnnData, *, layer: str | None = None) -> AnnData:  # (cells,
     return obs
 
 # %% ../nbs/01_preprocess.ipynb #a4a89012
-BULK_SCALES = ("counts", "log1p_norm", "log_array_standardized")  # how a bulk panel may arrive
 MIN_COUNT_MAX = 50  # whole-number values reaching this look like counts, not log values
 
 def _check_bulk_values(X, scale: str):
