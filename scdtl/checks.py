@@ -30,11 +30,14 @@ def check_matrix(X, *, what: str = "counts", allow_negative: bool = False):
     "Raise `InputError` if `X` is empty, non-numeric, holds NaN/inf, or (unless allowed) negative values."
     if X.shape[0] == 0 or X.shape[1] == 0: raise InputError(f"{what}: the matrix is empty (shape {X.shape}).")
     v = _values(X)
-    if not np.issubdtype(v.dtype, np.number): raise InputError(f"{what}: values are not numeric (dtype {v.dtype}).")
+    if v.dtype.kind not in "iuf": raise InputError(f"{what}: values are not real numbers (dtype {v.dtype}); pass a "
+                                                   "numeric matrix (integers or floats).")
     if not np.isfinite(v).all():
         raise InputError(f"{what}: {int((~np.isfinite(v)).sum())} values are NaN or infinite; remove or fill them first.")
+    if v.size and np.abs(v).max() > np.finfo(np.float32).max:
+        raise InputError(f"{what}: values reach {np.abs(v).max():.3g}, beyond float32; are these really expression values?")
     if not allow_negative and (v < 0).any():
-        raise InputError(f"{what}: {int((v < 0).sum())} values are negative, but {what} must be >= 0 "
+        raise InputError(f"{what}: {int((v < 0).sum())} values are negative, but these must be >= 0 "
                          "(is this log-scaled or standardized data? pass it as such).")
 
 # %% ../nbs/00_checks.ipynb #b81aab54

@@ -107,4 +107,6 @@ def get_config(config: str | Config = "fast", **overrides) -> Config:
     if isinstance(config, str):
         if config not in CONFIGS: raise InputError(f"unknown config {config!r}; choose one of {', '.join(CONFIGS)}")
         config = CONFIGS[config]
+    if not isinstance(config, Config):
+        raise InputError(f"config must be a preset name ({', '.join(CONFIGS)}) or a scdtl.config.Config, not {config!r}")
     return replace(config, **overrides)

@@ -6,14 +6,14 @@
 from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
-from .checks import InputError, check_matrix, check_unique_names, set_scale, SCALES
+from .checks import InputError, check_matrix, check_unique_names, set_scale, to_dense, SCALES, BULK_SCALES
 
 # %% auto #0
 __all__ = ['CELLBENCH_URL', 'GENE_MAP', 'FILES', 'DATASETS', 'cache_dir', 'data_dirs', 'file_sha256', 'verify', 'Remote', 'fetch',
            'use_symbols', 'counts_from_log1p', 'DataSet', 'datasets', 'load', 'guess_orientation', 'read', 'read_bulk']
 
 # %% ../nbs/00_data.ipynb #8547732b
-import hashlib, importlib.util, logging, os
+import hashlib, importlib.util, logging, os, zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -302,10 +302,15 @@ def guess_orientation(rows, cols) -> tuple[str, str] | None:  # rows, cols: the 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TABLES = (".csv", ".tsv", ".txt")
 
+class _NotFound(InputError, FileNotFoundError):
+    "Nothing at a path the user gave: an `InputError` (reported in one line by the CLI) that is also a `FileNotFoundError`."
+
 def _existing(path) -> Path:
-    "`path` as a Path, or FileNotFoundError if there is nothing there."
+    "`path` as a Path, or `InputError` (also a `FileNotFoundError`) if there is nothing there."
     p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f"{p}: no such file or folder.")
+    if not p.exists():
+        where = "" if p.is_absolute() else f" (relative to {Path.cwd()})"
+        raise _NotFound(f"{p}: no such file or folder{where}; check the path.")
     return p
 
 def _hdf5(p: Path) -> Path:
@@ -318,31 +323,45 @@ def _suffix(p: Path) -> str:
     "The format suffix of `p`, ignoring a trailing .gz ('.csv' for 'x.csv.gz')."
     return Path(p.name[:-3]).suffix.lower() if p.name.lower().endswith(".gz") else p.suffix.lower()
 
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    "`e` as 'Type: message' on one line of at most `limit` characters (a library's error inside an `InputError`)."
+    s = " ".join(f"{type(e).__name__}: {e}".split())
+    return s if len(s) <= limit else s[:limit - 3] + "..."
+
 # %% ../nbs/00_data.ipynb #5d79f0db
+_TABLE_ERRORS = (EOFError, OSError, UnicodeDecodeError, ValueError, zlib.error)  # pandas' ParserError is a ValueError
+
 def _read_table(p: Path, orientation: str) -> tuple[ad.AnnData, str]:
-    "A dense numeric CSV/TSV table (first column = names) as cells x genes, and the orientation used."
+    "A numeric CSV/TSV table (first column = names) as cells x genes, float64 (`read` checks and casts), and the orientation used."
     sep = "," if _suffix(p) == ".csv" else "\t"
     try:
         df = pd.read_csv(p, sep=sep, index_col=0)
-        header = pd.read_csv(p, sep=sep, header=None, nrows=1).iloc[0].astype(str).to_numpy()  # pandas renames repeats
+        header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].to_numpy()
     except pd.errors.EmptyDataError: raise InputError(f"{p}: the file is empty.") from None
-    except (EOFError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise InputError(f"{p}: cannot be read as a table ({type(e).__name__}: {e}); is it truncated or not text?") from e
+    except _TABLE_ERRORS as e:
+        raise InputError(f"{p}: cannot be read as a table ({_one_line(e)}); is it truncated, or not a text table?") from e
     if df.shape[0] == 0 or df.shape[1] == 0: raise InputError(f"{p}: the table is empty (shape {df.shape}).")
-    _check_numeric(p, df)
-    df.columns = header[-df.shape[1]:]  # the names as written (R tables have no name over the first column)
+    df = _numeric(p, df)
+    if len(header) < df.shape[1]:
+        raise InputError(f"{p}: the header names {len(header)} columns but the rows hold {df.shape[1]} values besides the name.")
+    df.columns = header[-df.shape[1]:]  # the names as written: pandas renames repeats (R tables have no name over the first column)
+    df.index = pd.Index(df.index.to_series().fillna("").astype(str).to_numpy())  # a missing row name is empty, not "nan"
     if orientation == "auto": orientation = _auto_orientation(p, df)
     if orientation == "genes_x_cells": df = df.T
-    return ad.AnnData(df.to_numpy(np.float32), obs=pd.DataFrame(index=df.index.astype(str)),
+    return ad.AnnData(df.to_numpy(np.float64), obs=pd.DataFrame(index=df.index.astype(str)),
                       var=pd.DataFrame(index=df.columns.astype(str))), orientation
 
-def _check_numeric(p: Path, df: pd.DataFrame):
-    "`InputError` naming the first column of `df` holding a value that is not a number, and that value."
-    for name, col in df.items():
-        if not pd.api.types.is_numeric_dtype(col):
-            v = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()].iloc[0]
-            raise InputError(f"{p}: non-numeric value {v!r} in column {name!r}; besides the first column (names) and "
-                             "the header, a table must hold only numbers.")
+def _numeric(p: Path, df: pd.DataFrame) -> pd.DataFrame:
+    "`df` with every column numeric; `InputError` naming the first column holding text or True/False, and the value."
+    rule = "besides the first column (names) and the header, a table must hold only numbers."
+    for i, (name, col) in enumerate(df.items()):
+        if pd.api.types.is_bool_dtype(col): raise InputError(f"{p}: column {name!r} holds True/False values; {rule}")
+        if pd.api.types.is_numeric_dtype(col): continue
+        num = pd.to_numeric(col, errors="coerce")
+        bad = col[num.isna() & col.notna()]
+        if len(bad): raise InputError(f"{p}: non-numeric value {bad.iloc[0]!r} in column {name!r}; {rule}")
+        df.isetitem(i, num)  # numbers pandas left as text: integers beyond 64 bits
+    return df
 
 def _auto_orientation(p: Path, df: pd.DataFrame) -> str:
     "The guessed orientation of table `df`, logged; `InputError` asking for `orientation=` when names do not tell."
@@ -371,20 +390,45 @@ def _read_file(p: Path) -> ad.AnnData:
                                             ".csv/.tsv/.txt tables (optionally .gz).")
     try: return readers[fmt](p)
     except InputError: raise
-    except Exception as e: raise InputError(f"{p}: cannot be read as {fmt} ({type(e).__name__}: {e}).") from e
+    except Exception as e:
+        what = "a 10x matrix folder" if fmt == "dir" else f"a {fmt} file"
+        raise InputError(f"{p}: cannot be read as {what} ({_one_line(e)}); is it truncated or damaged?") from e
 
 # %% ../nbs/00_data.ipynb #f3476e00
 _ORIENTATIONS = ("auto", "cells_x_genes", "genes_x_cells")
+_KINDS = ("single-cell", "bulk", "time course")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+def _as_float32(p: Path, X, *, dense: bool):
+    "`X` (past `check_matrix`) as float32, dense or CSR; `InputError` for complex values or values float32 cannot hold."
+    v = X.data if sp.issparse(X) else np.asarray(X)
+    if np.iscomplexobj(v): raise InputError(f"{p}: values are complex numbers (dtype {v.dtype}); expression values are real.")
+    top = max(abs(float(v.max())), abs(float(v.min()))) if v.size else 0.0
+    if top > _F32_MAX:
+        raise InputError(f"{p}: a value of magnitude {top:.3g} is beyond float32 (at most {_F32_MAX:.3g}); "
+                         "expression values are never that large: is the file damaged?")
+    return to_dense(X, np.float32) if dense else sp.csr_matrix(X, dtype=np.float32)
+
+def _check_names(p: Path, adata: ad.AnnData):
+    "`InputError` for an empty (or blank) cell or gene name."
+    for axis, names in (("cell", adata.obs_names), ("gene", adata.var_names)):
+        empty = np.flatnonzero(pd.Index(names).astype(str).str.strip() == "")
+        if len(empty): raise InputError(f"{p}: {len(empty)} {axis} names are empty or missing (first at {axis} "
+                                        f"{empty[0] + 1}); give every {axis} a name in the file.")
 
 def read(path, *, orientation: str = "auto", kind: str = "single-cell", scale: str = "counts") -> ad.AnnData:
-    "A user's expression file as cells x genes, values as stored in `.X` (recorded as `scale`), provenance in `uns`."
+    "A user's expression file as cells x genes, values as stored in `.X` (float32; recorded as `scale`), provenance in `uns`."
     if orientation not in _ORIENTATIONS: raise InputError(f"orientation must be one of {_ORIENTATIONS}, not {orientation!r}.")
-    if scale not in SCALES: raise InputError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if scale not in tuple(SCALES): raise InputError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if kind not in _KINDS: raise InputError(f"kind must be one of {_KINDS}, not {kind!r}.")
     p = _existing(path)
     adata, orientation = _read_table(p, orientation) if _suffix(p) in _TABLES and p.is_file() else (_read_file(p), "cells_x_genes")
+    if adata.X is None: raise InputError(f"{p}: holds no expression matrix (.X is empty); write the values to .X.")
     check_matrix(adata.X, what=str(p), allow_negative=scale == "log_array_standardized")
-    check_unique_names(adata.var_names); check_unique_names(adata.obs_names, axis="cell")
-    if kind != "bulk": adata.X = sp.csr_matrix(adata.X, dtype=np.float32)
+    adata.X = _as_float32(p, adata.X, dense=kind == "bulk")
+    _check_names(p, adata)
+    try: check_unique_names(adata.var_names); check_unique_names(adata.obs_names, axis="cell")
+    except InputError as e: raise InputError(f"{p}: {e}") from None  # which file
     if "gene_ids" in adata.var: adata.var = adata.var.rename(columns={"gene_ids": "gene_id"})
     adata.uns["scdtl_data"] = dict(name=p.name, kind=kind, files=[str(p)], sha256=[file_sha256(p)] if p.is_file() else [],
                                    source="user file", orientation=orientation)
@@ -393,6 +437,5 @@ def read(path, *, orientation: str = "auto", kind: str = "single-cell", scale: s
 
 def read_bulk(path, *, scale: str) -> ad.AnnData:  # scale: "counts", "log1p_norm" or "log_array_standardized"
     "A bulk table (rows = samples, columns = genes) as dense float32, values as stored on `scale`."
-    if scale not in ("counts", "log1p_norm", "log_array_standardized"):
-        raise InputError(f"bulk scale must be 'counts', 'log1p_norm' or 'log_array_standardized', not {scale!r}.")
+    if scale not in BULK_SCALES: raise InputError(f"bulk scale must be one of {BULK_SCALES}, not {scale!r}.")
     return read(path, orientation="cells_x_genes", kind="bulk", scale=scale)

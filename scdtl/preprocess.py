@@ -60,9 +60,9 @@ def _shared_genes(sc: AnnData, bulk_genes=None) -> pd.Index:  # bulk_genes: the 
     if bulk_genes is None: return names
     bulk_genes = pd.Index(bulk_genes).astype(str)
     shared = names[names.isin(bulk_genes)]
-    if len(shared) == 0:
+    if len(shared) < 2:  # nothing to model (and PCA needs two)
         raise InputError(
-            f"single-cell and bulk data share no genes ({sc.n_vars} and {len(bulk_genes)} var_names); single-cell "
+            f"single-cell and bulk data share {'no' if len(shared) == 0 else 'only one of their'} genes ({sc.n_vars} and {len(bulk_genes)} var_names); single-cell "
             f"names look like {', '.join(sc.var_names[:3])}, bulk names like {', '.join(bulk_genes[:3])}. "
             "Are both using gene symbols (or both Ensembl ids)? Map one side first (scdtl.data.use_symbols).")
     if len(shared) < MIN_SHARED_GENES:
@@ -177,6 +177,9 @@ def _check_bulk_values(X, scale: str):
         raise InputError(f"bulk has {int((v < 0).sum())} negative values, so it is not counts; pass "
                          "bulk_scale='log_array_standardized' (standardized arrays, e.g. GDSC) or 'log1p_norm'.")
     if scale == "counts": return check_counts(X, what="bulk counts")
+    if scale == "log1p_norm" and (v < 0).any():
+        raise InputError(f"bulk_scale='log1p_norm', but {int((v < 0).sum())} values are negative (log1p of counts never "
+                         "is); standardized log values: pass bulk_scale='log_array_standardized'.")
     if (v >= 0).all() and (v == np.round(v)).all() and v.max() >= MIN_COUNT_MAX:
         raise InputError(f"bulk_scale={scale!r}, but the bulk values are non-negative whole numbers up to {v.max():.0f}: "
                          "they look like counts; pass bulk_scale='counts'.")
@@ -185,7 +188,7 @@ def _check_bulk_values(X, scale: str):
 def bulk_log(bulk: AnnData, *, scale: str | None = None, layer: str | None = None) -> tuple[np.ndarray, str]:
     "Bulk values on a log scale (samples x genes, dense float32: log1p_norm for counts, else as given) and their scale."
     recorded = get_scale(bulk, _where(layer))
-    scale = scale or recorded
+    scale = recorded if scale is None else scale
     if scale not in BULK_SCALES:
         raise InputError(f"bulk scale {scale!r} is not known; pass bulk_scale= one of {BULK_SCALES} "
                          "(GDSC from scdtl.data is 'log_array_standardized').")
