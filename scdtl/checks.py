@@ -41,14 +41,14 @@ def check_matrix(X, *, what: str = "counts", allow_negative: bool = False):
                          "(is this log-scaled or standardized data? pass it as such).")
 
 # %% ../nbs/00_checks.ipynb #b81aab54
-def check_unique_names(names, *, axis: str = "gene"):
+def check_unique_names(names, *, axis: str = "gene", fix: str | None = None):
     "Raise `InputError` naming duplicated `axis` names (scanpy's `var_names_make_unique` is the usual fix)."
     names = np.asarray(names, dtype=str)
     uniq, counts = np.unique(names, return_counts=True)
     dup = uniq[counts > 1]
     if len(dup):
-        fix = "adata.var_names_make_unique()" if axis == "gene" else "adata.obs_names_make_unique()"
-        raise InputError(f"{len(dup)} {axis} names occur more than once (e.g. {', '.join(dup[:3])}); call {fix} first.")
+        fix = fix or f"call adata.{'var' if axis == 'gene' else 'obs'}_names_make_unique() first"
+        raise InputError(f"{len(dup)} {axis} names occur more than once (e.g. {', '.join(dup[:3])}); {fix}.")
 
 # %% ../nbs/00_checks.ipynb #5ae53cc9
 def check_no_empty_rows(X, *, what: str = "counts", axis: int = 0):

@@ -427,7 +427,9 @@ def read(path, *, orientation: str = "auto", kind: str = "single-cell", scale: s
     check_matrix(adata.X, what=str(p), allow_negative=scale == "log_array_standardized")
     adata.X = _as_float32(p, adata.X, dense=kind == "bulk")
     _check_names(p, adata)
-    try: check_unique_names(adata.var_names); check_unique_names(adata.obs_names, axis="cell")
+    try:
+        check_unique_names(adata.var_names, fix="give each gene one row or column in the file (sum or drop the repeats)")
+        check_unique_names(adata.obs_names, axis="cell", fix="give each cell a unique name in the file")
     except InputError as e: raise InputError(f"{p}: {e}") from None  # which file
     if "gene_ids" in adata.var: adata.var = adata.var.rename(columns={"gene_ids": "gene_id"})
     adata.uns["scdtl_data"] = dict(name=p.name, kind=kind, files=[str(p)], sha256=[file_sha256(p)] if p.is_file() else [],
