@@ -54,12 +54,10 @@ class SCDTL:
         return f"SCDTL(config={self.config.name!r}, seed={self.seed}, device={self.device.type}, {state})"
 
 # %% ../nbs/20_api.ipynb #dda88ab9
-def _transfers(config: Config) -> bool: return config.ablation.use_bulk and config.ablation.transfer
-
 @patch
 def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = None, layer: str | None = None) -> SCDTL:
     "Phase (i): train the bulk DAE / imputer on a bulk panel (samples x genes); reusable for many single-cell sets."
-    if not _transfers(self.config):
+    if not self.config.ablation.transfers:
         raise InputError("this configuration does not transfer from bulk (use_bulk or transfer is False): nothing to pretrain")
     x, self.bulk_scale = bulk_log(bulk, scale=bulk_scale, layer=layer)
     self.bulk_genes, self.bulk_split = list(map(str, bulk.var_names)), fit_split(len(x), self.seed)
@@ -74,9 +72,9 @@ def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = Non
 # %% ../nbs/20_api.ipynb #c806f9c6
 def _check_bulk_ready(self: SCDTL):
     "`InputError` naming what `fit` lacks on the bulk side for this configuration."
-    if _transfers(self.config) and self.bulk_dae is None:
+    if self.config.ablation.transfers and self.bulk_dae is None:
         raise InputError("no bulk model: pass `bulk=` to fit, call pretrain_bulk first, or use Ablation(use_bulk=False)")
-    if _transfers(self.config) and self.bulk_x is None:
+    if self.config.ablation.transfers and self.bulk_x is None:
         raise InputError("this bulk model was saved without its bulk data, which phase (ii) needs: pass `bulk=` to fit "
                          "(phase (i) is trained again), or save the pretrained model with bulk_data=True")
     if self.config.ablation.use_bulk and self.bulk_genes is None:
@@ -93,7 +91,7 @@ def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer
 def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale) -> SCDTL:  # obs: from `observed`
     "`fit` on counts already through `observed` (so `tl.impute` log-normalises them once)."
     c = self.config
-    if bulk is not None and _transfers(c): self.pretrain_bulk(bulk, bulk_scale=bulk_scale)
+    if bulk is not None and c.ablation.transfers: self.pretrain_bulk(bulk, bulk_scale=bulk_scale)
     elif bulk is not None: self.bulk_genes = list(map(str, bulk.var_names))  # genes chosen as with bulk, no bulk model
     _check_bulk_ready(self)
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)
@@ -106,7 +104,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale) -> SCDTL:  # 
     if c.losses.w_cluster > 0:
         cl = leiden_clusters(x, resolution=c.losses.n_clusters_resolution, seed=self.seed)
         labels = _split_tensors(torch.as_tensor(cl), self.split)
-    xb = _split_tensors(self.bulk_x, self.bulk_split) if _transfers(c) else (None, None)
+    xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
     self.history = [h for h in self.history if h["phase"].startswith("(i)")] + train_all(
         self.net, *xb, *_split_tensors(xs, self.split), config=c, seed=self.seed, labels_train=labels[0],
         labels_val=labels[1], progress=self.progress)

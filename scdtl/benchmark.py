@@ -27,8 +27,6 @@ __all__ = ['CELLBENCH_LINES', 'PEERS', 'METHODS', 'CELLBENCH', 'CLUSTERING_SETS'
 # %% ../nbs/40_benchmark.ipynb #4fee9664
 CELLBENCH_LINES = ["A549", "NCIH1975", "NCIH2228", "NCIH838", "HCC827"]  # the five CellBench lines in the GDSC panel
 
-def _transfers(config: Config) -> bool: return config.ablation.use_bulk and config.ablation.transfer
-
 class BulkModels:
     "Phase-(i) models of one bulk panel: trained once per seed and phase-(i) settings, saved, loaded by every task."
     def __init__(self, bulk, *, device=None):
@@ -49,7 +47,7 @@ def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkM
     cfg = get_config(config, **overrides)
     models = bulk_models or BulkModels(bulk, device=device)
     def method(observed, genes):
-        if _transfers(cfg): model = SCDTL.load(models.path(cfg, seed), config=cfg, device=device, progress=False).fit(observed)
+        if cfg.ablation.transfers: model = SCDTL.load(models.path(cfg, seed), config=cfg, device=device, progress=False).fit(observed)
         else: model = SCDTL(cfg, seed=seed, device=device, progress=False).fit(observed, bulk)
         return model.impute(observed, genes=genes).toarray()
     return method

@@ -64,6 +64,9 @@ class Ablation:
     fusion: str = "cbam"     # "cbam" or "average" (fixed 0.5/0.5, the 'without CBAM' ablation)
     transfer: bool = True    # False: same network, bulk-view path trained on single cells only (ours: what bulk adds)
 
+    @property
+    def transfers(self) -> bool: return self.use_bulk and self.transfer  # phases (i) and (ii) run
+
     def __post_init__(self):
         if not (self.use_bulk or self.use_unet): raise InputError("at least one of use_bulk / use_unet must be True")
         if self.fusion not in ("cbam", "average"): raise InputError(f"fusion must be 'cbam' or 'average', not {self.fusion!r}")

@@ -397,18 +397,6 @@ def _read_file(p: Path) -> ad.AnnData:
 # %% ../nbs/00_data.ipynb #f3476e00
 _ORIENTATIONS = ("auto", "cells_x_genes", "genes_x_cells")
 _KINDS = ("single-cell", "bulk", "time course")
-_F32_MAX = float(np.finfo(np.float32).max)
-
-def _as_float32(p: Path, X, *, dense: bool):
-    "`X` (past `check_matrix`) as float32, dense or CSR; `InputError` for complex values or values float32 cannot hold."
-    v = X.data if sp.issparse(X) else np.asarray(X)
-    if np.iscomplexobj(v): raise InputError(f"{p}: values are complex numbers (dtype {v.dtype}); expression values are real.")
-    top = max(abs(float(v.max())), abs(float(v.min()))) if v.size else 0.0
-    if top > _F32_MAX:
-        raise InputError(f"{p}: a value of magnitude {top:.3g} is beyond float32 (at most {_F32_MAX:.3g}); "
-                         "expression values are never that large: is the file damaged?")
-    return to_dense(X, np.float32) if dense else sp.csr_matrix(X, dtype=np.float32)
-
 def _check_names(p: Path, adata: ad.AnnData):
     "`InputError` for an empty (or blank) cell or gene name."
     for axis, names in (("cell", adata.obs_names), ("gene", adata.var_names)):
@@ -424,8 +412,8 @@ def read(path, *, orientation: str = "auto", kind: str = "single-cell", scale: s
     p = _existing(path)
     adata, orientation = _read_table(p, orientation) if _suffix(p) in _TABLES and p.is_file() else (_read_file(p), "cells_x_genes")
     if adata.X is None: raise InputError(f"{p}: holds no expression matrix (.X is empty); write the values to .X.")
-    check_matrix(adata.X, what=str(p), allow_negative=scale == "log_array_standardized")
-    adata.X = _as_float32(p, adata.X, dense=kind == "bulk")
+    check_matrix(adata.X, what=str(p), allow_negative=scale == "log_array_standardized")  # real, finite, float32-sized
+    adata.X = to_dense(adata.X, np.float32) if kind == "bulk" else sp.csr_matrix(adata.X, dtype=np.float32)
     _check_names(p, adata)
     try:
         check_unique_names(adata.var_names, fix="give each gene one row or column in the file (sum or drop the repeats)")

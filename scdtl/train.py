@@ -181,7 +181,7 @@ def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Conf
               labels_train=None, labels_val=None, progress=True) -> list[dict]:
     "Phases after (i) (`train_bulk`, run once per bulk panel) that the configuration enables; the concatenated history."
     torch.manual_seed(seed)  # dropout draws from the global generator: a run depends on the seed, not on what ran before
-    gen, hist, transfer = torch.Generator().manual_seed(seed), [], net.use_bulk and config.ablation.transfer
+    gen, hist, transfer = torch.Generator().manual_seed(seed), [], config.ablation.transfers
     if net.use_bulk: hist += pretrain_sc(net, xs_train, xs_val, config=config, gen=gen, progress=progress)
     if transfer: hist += adapt(net, xb_train, xb_val, xs_train, xs_val, config=config, gen=gen, progress=progress)
     hist += train_imputation(net, xs_train, xs_val, config=config, gen=gen, labels_train=labels_train,

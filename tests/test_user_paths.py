@@ -12,6 +12,13 @@ TINY = ("from scdtl.config import get_config, Architecture, Schedule\n"
         " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n")
 
 
+def tiny_pair_code(folder: Path, pair) -> str:
+    "Write `pair` as sc.h5ad and bulk.h5ad into `folder`; the code that reads them as `a`, `b` beside a tiny config."
+    sc, bulk = pair
+    sc.write_h5ad(folder / "sc.h5ad"); bulk.write_h5ad(folder / "bulk.h5ad")
+    return TINY + "import anndata as ad, numpy as np, scdtl\na, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')\n"
+
+
 def check_output(path: Path, n_obs: int, n_vars: int, key: str = "scdtl"):
     "An imputed h5ad reads back in a fresh process with every field `tl.impute` documents."
     r = python(f"""
@@ -131,11 +138,7 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path, pair):
 
 def test_tl_impute_writes_h5ad_and_zarr(tmp_path, pair):
     "After `tl.impute`, `write_h5ad` and `write_zarr` work and read back identical (the tuple-in-uns bug)."
-    sc, bulk = pair
-    sc.write_h5ad(tmp_path / "sc.h5ad"); bulk.write_h5ad(tmp_path / "bulk.h5ad")
-    r = python(TINY + """
-import anndata as ad, numpy as np, scdtl
-a, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')
+    r = python(tiny_pair_code(tmp_path, pair) + """
 scdtl.tl.impute(a, b, config=TINY, progress=False)
 a.write_h5ad('a.h5ad'); a.write_zarr('a.zarr')
 for r in (ad.read_h5ad('a.h5ad'), ad.read_zarr('a.zarr')):
@@ -150,11 +153,7 @@ print('ROUNDTRIP OK')
 
 def test_save_load_in_a_new_process(tmp_path, pair):
     "A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save)."
-    sc, bulk = pair
-    sc.write_h5ad(tmp_path / "sc.h5ad"); bulk.write_h5ad(tmp_path / "bulk.h5ad")
-    fit = python(TINY + """
-import anndata as ad, numpy as np, scdtl
-a, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')
+    fit = python(tiny_pair_code(tmp_path, pair) + """
 m = scdtl.SCDTL(TINY, progress=False).fit(a, b)
 m.save('model.pt'); np.save('y.npy', m.impute(a).toarray()); np.save('z.npy', m.latent(a))
 """, cwd=tmp_path)
