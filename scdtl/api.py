@@ -95,7 +95,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale) -> SCDTL:  # 
     elif bulk is not None: self.bulk_genes = list(map(str, bulk.var_names))  # genes chosen as with bulk, no bulk model
     _check_bulk_ready(self)
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)
-    self.genes = shared_hvgs(obs, self.bulk_genes if c.ablation.use_bulk else None, n_top_genes=c.arch.n_top_genes)
+    self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
     x = to_dense(obs[:, self.genes].layers["log1p_norm"], np.float32)
     self.sc_scaler = MinMaxScaler().fit(x[self.split == "train"])
     xs = _to_tensor(self.sc_scaler.transform(x), self.device)
