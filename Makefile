@@ -40,7 +40,7 @@ clean-venv:
 # The paper's figures and tables: the peer grid and the ablations through the CLI, then every notebook of nbs/paper
 # through papermill, in two independent halves (figures-grid, figures-other). `make figures` runs them one after the
 # other with 2 threads; `make -j2 figures THREADS=1` runs them side by side (never more threads than cores: OpenMP
-# threads spin and an oversubscribed run is several times slower). PROFILE=standard: 95 min here (the grid 63);
+# threads spin and an oversubscribed run is several times slower). PROFILE=standard: 68 min here (the grid 40);
 # PROFILE=quick checks the route in minutes; PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed notebooks in
 # figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are relative to
 # nbs/paper. Data: $SCDTL_DATA_DIR.
