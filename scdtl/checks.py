@@ -96,6 +96,7 @@ SCALES = {  # the vocabulary used in adata.uns["scdtl_scales"]
     "fpkm": "FPKM (fragments per kilobase per million), not counts",
     "log_array_standardized": "log-scale microarray expression, standardized per sample (mean 0, sd 1)",
     "log1p_norm": "log1p(normalize_total to 1e4 of counts)",
+    "expected_counts": "expected counts at each cell's observed depth (denoised or imputed values mapped back to counts; not whole numbers)",
     "minmax": "per-gene min-max into [0, 1] of a log-scale matrix (log1p_norm, or log array values for bulk), statistics from the training split",
 }
 BULK_SCALES = ("counts", "log1p_norm", "log_array_standardized")  # the scales a bulk panel may arrive on

@@ -15,7 +15,7 @@ from .checks import (InputError, check_matrix, check_counts, check_unique_names,
                           check_enough, set_scale, get_scale, to_dense, TARGET_SUM, BULK_SCALES)
 
 # %% auto #0
-__all__ = ['MIN_SHARED_GENES', 'MIN_CELLS', 'SPLITS', 'MIN_COUNT_MAX', 'filter_sparse', 'log_normalize', 'hvg_table',
+__all__ = ['MIN_SHARED_GENES', 'MIN_CELLS', 'SPLITS', 'MIN_COUNT_MAX', 'filter_sparse', 'log_normalize', 'to_counts', 'hvg_table',
            'shared_hvgs', 'split_labels', 'fit_split', 'MinMaxScaler', 'observed', 'bulk_log']
 
 # %% ../nbs/01_preprocess.ipynb #f8d1f033
@@ -50,6 +50,13 @@ def log_normalize(adata: AnnData, *, target_sum: float = TARGET_SUM, layer: str 
     adata.obs["scdtl_total"] = total  # per-cell size factor, counts scale
     adata.uns.setdefault("scdtl_preprocess", {})["target_sum"] = target_sum
     set_scale(adata, f"layers/{key_added}", "log1p_norm")
+
+# %% ../nbs/01_preprocess.ipynb #5180b9ae
+def to_counts(log1p_norm, totals, *, target_sum: float = TARGET_SUM) -> np.ndarray:  # (cells, genes), (cells,)
+    "Expected counts (dense float32) of log1p_norm values at each cell's depth `totals`: expm1(v) * total / `target_sum`."
+    v, t = to_dense(log1p_norm, np.float64), np.asarray(totals, np.float64).reshape(-1, 1)
+    if len(t) != v.shape[0]: raise InputError(f"{len(t)} cell totals for {v.shape[0]} cells")
+    return (np.expm1(v) * t / target_sum).astype(np.float32)
 
 # %% ../nbs/01_preprocess.ipynb #81f30385
 MIN_SHARED_GENES = 500  # fewer shared genes than this: warn (transfer from so few bulk genes is doubtful)
