@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= standard
 DEVICE ?= cpu
 
-.PHONY: demo test check-sources readme figures figures-grid figures-other clean-venv
+.PHONY: demo test check-sources readme figures figures-grid figures-other quick quick-runs clean-venv
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,31 +37,49 @@ readme: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# The paper's figures and tables: the peer grid and the ablations through the CLI, then every notebook of nbs/paper
-# through papermill, in two independent halves (figures-grid, figures-other). `make figures` runs them one after the
-# other with 2 threads; `make -j2 figures THREADS=1` runs them side by side (never more threads than cores: OpenMP
-# threads spin and an oversubscribed run is several times slower). PROFILE=standard: 68 min here (the grid 40);
-# PROFILE=quick checks the route in minutes; PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed notebooks in
+# The paper's figures and tables: the benchmark grid (held-out, MCV and null tasks, every method in a fresh worker
+# process, WORKERS at a time with one thread each) and the ablations through the CLI, then every notebook of nbs/paper
+# through papermill (THREADS threads each). PROFILE=standard: TIME_STANDARD on this 2-core machine
+# (/usr/bin/time make figures PROFILE=standard); PROFILE=smoke checks the route in minutes with tiny networks;
+# PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed notebooks in
 # figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are relative to
 # nbs/paper. Data: $SCDTL_DATA_DIR.
 THREADS ?= 2
+WORKERS ?= 2
 RUN := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 PAPERMILL := $(RUN) $(VENV)/bin/papermill --cwd nbs/paper
 NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
+GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
+BENCH = $(VENV)/bin/scdtl bench
 ABLATION_SEEDS_standard = --seeds 0,1,2
 
-figures: figures-grid figures-other
+# `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
+figures: $(STAMP)
+	mkdir -p figures
+	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-grid figures-other
 
 figures-grid: $(STAMP)
-	$(RUN) $(VENV)/bin/scdtl bench grid --profile $(PROFILE) --device $(DEVICE) --quiet --out figures
-	$(call paper_nb,fig3_accuracy) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
-	$(call paper_nb,fig4_clustering) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
-	$(call paper_nb,fig5_umap) $(NB_ARGS) -p results ../../figures/bench_grid_$(PROFILE).csv
+	$(BENCH) grid --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
+	$(call paper_nb,fig3_accuracy) $(NB_ARGS) $(GRID)
+	$(call paper_nb,fig4_clustering) $(NB_ARGS) $(GRID)
+	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID)
+	$(call paper_nb,fig7_mcv) $(NB_ARGS) $(GRID)
+	$(call paper_nb,fig8_false_signals) $(NB_ARGS) $(GRID)
 
 figures-other: $(STAMP)
 	$(call paper_nb,table1_datasets) -p out_dir ../../figures
-	$(RUN) $(VENV)/bin/scdtl bench ablation --profile $(PROFILE) --device $(DEVICE) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
+	$(BENCH) ablation --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 	$(call paper_nb,training_curves) $(NB_ARGS)
 	$(call paper_nb,fig6_trajectory) $(NB_ARGS)
+
+# After every model change: the real preset on the smallest CellBench set, one task per protocol, every method, and the
+# ablations, into figures/bench_*_quick.csv; timed into figures/time_quick.txt (TIME_QUICK here).
+quick: $(STAMP)
+	mkdir -p figures
+	/usr/bin/time -f "%e" -o figures/time_quick.txt $(MAKE) quick-runs
+
+quick-runs: $(STAMP)
+	$(BENCH) grid --profile quick --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
+	$(BENCH) ablation --profile quick --device $(DEVICE) --workers $(WORKERS) --quiet --out figures

@@ -13,7 +13,7 @@ from .nn.unet import UNet1D
 from .nn.cbam import CBAMFusion
 
 # %% auto #0
-__all__ = ['BulkDAE', 'SCDTLNet', 'impute_tensor', 'sc_latent']
+__all__ = ['BulkDAE', 'SCDTLNet', 'reconstruct_tensor', 'sc_latent']
 
 # %% ../nbs/15_model.ipynb #ef37aa8b
 class BulkDAE(nn.Module):
@@ -56,11 +56,10 @@ class SCDTLNet(nn.Module):
 
 # %% ../nbs/15_model.ipynb #d1f31268
 @torch.no_grad()
-def impute_tensor(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    "Min-max scale imputation of `x` (B, G): zeros filled with the network's output, non-zeros kept."
+def reconstruct_tensor(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    "The network's min-max scale estimate of every entry of `x` (B, G), in eval mode, `batch_size` cells at a time."
     net.eval()
-    out = torch.cat([net(xb) for xb in x.split(batch_size)])
-    return torch.where(x > 0, x, out)
+    return torch.cat([net(xb) for xb in x.split(batch_size)])
 
 # %% ../nbs/15_model.ipynb #aca6917e
 @torch.no_grad()

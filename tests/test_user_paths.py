@@ -1,8 +1,8 @@
 """The package as a user meets it: the INSTALLED scdtl in fresh processes (README snippets, the CLI on every format,
 save -> load, interrupts), never the notebooks' shared namespace."""
-import json, re, signal, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
-import numpy as np, pytest
+import numpy as np, pandas as pd, pytest
 from conftest import SCDTL, python, run, sha256, write_bulk, write_sc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,14 +19,18 @@ def tiny_pair_code(folder: Path, pair) -> str:
     return TINY + "import anndata as ad, numpy as np, scdtl\na, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')\n"
 
 
-def check_output(path: Path, n_obs: int, n_vars: int, key: str = "scdtl"):
-    "An imputed h5ad reads back in a fresh process with every field `tl.impute` documents."
+MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "denoised")}  # mode -> scale, var flag
+
+
+def check_output(path: Path, n_obs: int, n_vars: int, key: str = "scdtl", mode: str = "impute"):
+    "An imputed (or denoised) h5ad reads back in a fresh process with every field `tl.impute` (`tl.denoise`) documents."
+    scale, flag = MODES[mode]
     r = python(f"""
 import anndata as ad, json
 a = ad.read_h5ad({str(path)!r})
 u = a.uns[{key!r}]
 print(json.dumps(dict(shape=list(a.shape), layer=list(a.layers[{key!r}].shape), latent=list(a.obsm["X_{key}"].shape),
-    n_imputed=int(a.var["{key}_imputed"].sum()), scale=u["scale"], genes=len(u["genes"]),
+    n_imputed=int(a.var["{key}_{flag}"].sum()), scale=u["scale"], mode=u["mode"], genes=len(u["genes"]),
     scales=a.uns["scdtl_scales"]["layers"][{key!r}], hist=len(u["history"]["epoch"]),
     hidden=[int(h) for h in u["config"]["arch"]["encoder_hidden"]])))
 """, cwd=path.parent)
@@ -34,7 +38,7 @@ print(json.dumps(dict(shape=list(a.shape), layer=list(a.layers[{key!r}].shape), 
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert d["shape"] == d["layer"] == [n_obs, n_vars]
     assert d["latent"][0] == n_obs and d["n_imputed"] == d["genes"] > 0
-    assert d["scale"] == d["scales"] == "log1p_norm" and d["hist"] > 0 and d["hidden"]
+    assert d["scale"] == d["scales"] == scale and d["mode"] == mode and d["hist"] > 0 and d["hidden"]
 
 
 # ---------------------------------------------------------------- the package stands on its own imports
@@ -86,16 +90,17 @@ def test_readme_python_snippets(tmp_path, pair):
 
 
 def test_readme_shell_impute(tmp_path, pair):
-    "The README's `scdtl impute` and `scdtl datasets` lines, run as written."
+    "The README's `scdtl impute`, `scdtl denoise` and `scdtl datasets` lines, run as written."
     sc, bulk = pair
     sc.write_h5ad(tmp_path / "cells.h5ad"); write_bulk(bulk, "counts", tmp_path).rename(tmp_path / "bulk.csv")
     lines = [l.split("#")[0].split() for b in readme_blocks("sh") for l in b.splitlines()]
-    cmds = [l for l in lines if l[:2] in (["scdtl", "impute"], ["scdtl", "datasets"])]
-    assert len(cmds) == 2
+    cmds = [l for l in lines if l[:2] in (["scdtl", "impute"], ["scdtl", "denoise"], ["scdtl", "datasets"])]
+    assert len(cmds) == 3
     for cmd in cmds:
-        r = run([SCDTL, *cmd[1:], *(["--quiet"] if cmd[1] == "impute" else [])], cwd=tmp_path)
+        r = run([SCDTL, *cmd[1:], *(["--quiet"] if cmd[1] in ("impute", "denoise") else [])], cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
     check_output(tmp_path / "imputed.h5ad", sc.n_obs, sc.n_vars)
+    check_output(tmp_path / "denoised.h5ad", sc.n_obs, sc.n_vars, key="scdtl_denoised", mode="denoise")
 
 
 # ---------------------------------------------------------------- the CLI on every format the data layer reads
@@ -134,6 +139,22 @@ def test_cli_refuses_to_overwrite_its_input(tmp_path, pair):
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr and sha256(src) == before
 
 
+def test_cli_denoise(tmp_path, pair):
+    "`scdtl denoise` on an h5ad writes layers['scdtl_denoised'] (expected counts) that reads back; inputs unchanged."
+    sc, bulk = pair
+    src, b = write_sc(sc, "h5ad", tmp_path), write_bulk(bulk, "counts", tmp_path)
+    digests = {p: sha256(p) for p in (src, b)}
+    out = tmp_path / "denoised.h5ad"
+    r = run([SCDTL, "denoise", str(src), "--bulk", str(b), "-o", str(out), "--quiet"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "expected counts" in r.stdout and "genes denoised" in r.stdout
+    check_output(out, sc.n_obs, sc.n_vars, key="scdtl_denoised", mode="denoise")
+    assert {p: sha256(p) for p in digests} == digests
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    bad = run([SCDTL, "denoise", str(src), "--bulk", str(b), "-o", str(src), "--quiet"], cwd=tmp_path)
+    assert bad.returncode == 2 and "refusing to overwrite" in bad.stderr and sha256(src) == digests[src]
+
+
 # ---------------------------------------------------------------- h5ad / zarr, save -> load
 
 def test_tl_impute_writes_h5ad_and_zarr(tmp_path, pair):
@@ -149,6 +170,35 @@ for r in (ad.read_h5ad('a.h5ad'), ad.read_zarr('a.zarr')):
 print('ROUNDTRIP OK')
 """, cwd=tmp_path)
     assert r.returncode == 0 and "ROUNDTRIP OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_tl_denoise_writes_expected_counts(tmp_path, pair):
+    "`tl.denoise` writes expected counts at the observed depth: h5ad round trip, scale record, unmodelled genes exact."
+    code = tiny_pair_code(tmp_path, pair)
+    before = sha256(tmp_path / "sc.h5ad")
+    r = python(code + """
+import scipy.sparse as sp
+assert 'denoise' in scdtl.tl.__all__
+x0 = a.X.copy()
+scdtl.tl.denoise(a, b, config=TINY, progress=False)
+assert (a.X != x0).nnz == 0                                          # .X untouched
+a.write_h5ad('d.h5ad'); r = ad.read_h5ad('d.h5ad')
+L, counts = r.layers['scdtl_denoised'], ad.read_h5ad('sc.h5ad').X.toarray()
+assert sp.issparse(L) and L.dtype == np.float32 and L.shape == r.shape
+assert np.array_equal(L.toarray(), a.layers['scdtl_denoised'].toarray())
+assert r.uns['scdtl_scales']['layers']['scdtl_denoised'] == 'expected_counts'
+u = r.uns['scdtl_denoised']; assert (u['mode'], u['scale']) == ('denoise', 'expected_counts')
+m = r.var['scdtl_denoised_denoised'].to_numpy(bool)
+assert 0 < m.sum() < r.n_vars and sorted(r.var_names[m]) == sorted(u['genes'])
+assert (np.asarray(L.sum(1)).ravel() > 0).all()                      # every cell keeps a positive depth
+assert np.array_equal(L[:, ~m].toarray(), counts[:, ~m])             # unmodelled genes: the input counts, exactly
+D = L[:, m].toarray()
+assert (D >= 0).all() and (D[counts[:, m] == 0] > 0).mean() > 0.5   # zeros re-estimated as expected counts
+assert not np.array_equal(D, np.round(D))                            # expected counts, not whole numbers
+print('DENOISE OK')
+""", cwd=tmp_path)
+    assert r.returncode == 0 and "DENOISE OK" in r.stdout, r.stderr[-3000:]
+    assert sha256(tmp_path / "sc.h5ad") == before
 
 
 def test_save_load_in_a_new_process(tmp_path, pair):
@@ -189,3 +239,19 @@ def test_interrupt_leaves_nothing(tmp_path, pair, sig):
     assert p.returncode == 128 + sig, (p.returncode, err[-2000:])
     assert "interrupted; no output was written" in err
     assert list(out.parent.iterdir()) == [] and {q: sha256(q) for q in digests} == digests
+
+
+@pytest.mark.skipif(not os.environ.get("SCDTL_DATA_DIR"), reason="needs the real data ($SCDTL_DATA_DIR)")
+def test_cli_bench_grid_every_protocol(tmp_path):
+    "`scdtl bench grid` (smoke profile, two floors) writes held-out, MCV (with its controls) and null rows, memory > 0."
+    r = run([SCDTL, "bench", "grid", "--profile", "smoke", "--methods", "no imputation,gene mean", "--workers", "2",
+             "--quiet", "--out", str(tmp_path)], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    grid = pd.read_csv(tmp_path / "bench_grid_smoke.csv")
+    assert set(grid.task) == {"heldout", "mcv", "false_signals"} and "error" not in grid
+    mcv = grid[grid.task == "mcv"].set_index("method")
+    assert mcv.loc["control: no denoising", "mcv_mse_norm"] == 0 and mcv.loc["control: perfect denoising", "mcv_mse_norm"] == 1
+    assert abs(mcv.loc["no imputation", "mcv_mse_norm"]) < 1e-3
+    null = grid[grid.task == "false_signals"]
+    assert (null[null.method == "no imputation"].spurious_corr == 0).all() and set(null.null) == {"one population", "permuted"}
+    assert (grid.dropna(subset=["seconds"]).peak_mib > 0).all()   # each method's own fresh worker

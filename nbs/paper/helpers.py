@@ -17,15 +17,26 @@ def output_folder(out_dir: str, name: str) -> Path:
     return out
 
 
-def narrow(grid: pd.DataFrame, *, datasets=None, rates=None, seeds=None, methods=None) -> pd.DataFrame:
-    "The rows of a saved grid whose data set, rate, seed and method are among those given (None keeps all)."
+def narrow(grid: pd.DataFrame, *, task=None, datasets=None, rates=None, seeds=None, methods=None) -> pd.DataFrame:
+    "The rows of a saved grid of protocol `task` whose data set, rate, seed and method are among those given (None keeps all)."
     keep = np.ones(len(grid), bool)
+    if task is not None and "task" in grid: keep &= (grid["task"] == task).to_numpy()  # older grids: held-out only
     for col, values in (("dataset", datasets), ("rate", rates), ("seed", seeds), ("method", methods)):
         if values is not None: keep &= grid[col].isin(values).to_numpy()
     return grid[keep].reset_index(drop=True)
 
 
+def check_no_errors(grid: pd.DataFrame):
+    "Fail loudly if a method failed on some task of the grid (the runner records the error instead of stopping)."
+    if "error" in grid and grid.error.notna().any():
+        bad = grid[grid.error.notna()]
+        raise RuntimeError(f"{len(bad)} runs failed, e.g. {bad.method.iloc[0]} on {bad.dataset.iloc[0]}: {bad.error.iloc[0]}")
+
+
 def method_colors(methods) -> dict:
-    "One colour per method (seaborn's tab10), the same in every figure."
+    "One colour per method, the same in every figure: tab10 over the registry, scDTL denoise a darker scDTL."
     import seaborn as sns
-    return dict(zip(methods, sns.color_palette("tab10", len(methods))))
+    from scdtl.benchmark import METHODS
+    colors = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
+    colors["scDTL denoise"] = tuple(0.6 * c for c in colors["scDTL"])
+    return {m: colors.get(m, (0.5, 0.5, 0.5)) for m in methods}
