@@ -51,19 +51,21 @@ PAPERMILL := $(RUN) $(VENV)/bin/papermill --cwd nbs/paper
 NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
 GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
-BENCH = $(VENV)/bin/scdtl bench
+BULK_CACHE := .cache/bulk_models
+BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
 ABLATION_SEEDS_standard = --seeds 0,1,2
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
+# The bulk models are shared by the grid and the ablations of one run, through $(BULK_CACHE), emptied before each run.
 figures: $(STAMP)
-	mkdir -p figures
+	mkdir -p figures && rm -rf $(BULK_CACHE)
 	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-grid figures-other
 
 figures-grid: $(STAMP)
 	$(BENCH) grid --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
 	$(call paper_nb,fig3_accuracy) $(NB_ARGS) $(GRID)
 	$(call paper_nb,fig4_clustering) $(NB_ARGS) $(GRID)
-	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID)
+	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID) -p bulk_cache ../../$(BULK_CACHE)
 	$(call paper_nb,fig7_mcv) $(NB_ARGS) $(GRID)
 	$(call paper_nb,fig8_false_signals) $(NB_ARGS) $(GRID)
 
@@ -72,12 +74,12 @@ figures-other: $(STAMP)
 	$(BENCH) ablation --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 	$(call paper_nb,training_curves) $(NB_ARGS)
-	$(call paper_nb,fig6_trajectory) $(NB_ARGS)
+	$(call paper_nb,fig6_trajectory) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
 
 # After every model change: the real preset on the smallest CellBench set, one task per protocol, every method, and the
 # ablations, into figures/bench_*_quick.csv; timed into figures/time_quick.txt (TIME_QUICK here).
 quick: $(STAMP)
-	mkdir -p figures
+	mkdir -p figures && rm -rf $(BULK_CACHE)
 	/usr/bin/time -f "%e" -o figures/time_quick.txt $(MAKE) quick-runs
 
 quick-runs: $(STAMP)

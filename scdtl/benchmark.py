@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from functools import partial
 from itertools import product
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd, scipy.sparse as sp, torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from .config import Config, get_config, Architecture, Schedule
@@ -117,16 +117,24 @@ def run_jobs(jobs, *, workers: int = 2, progress: bool = True, desc: str | None 
 # %% ../nbs/40_benchmark.ipynb #4fee9664
 CELLBENCH_LINES = ["A549", "NCIH1975", "NCIH2228", "NCIH838", "HCC827"]  # the five CellBench lines in the GDSC panel
 
+def _fingerprint(adata) -> str:
+    "A digest of a matrix's values and names: two panels share bulk models only if this matches."
+    h, X = hashlib.sha1(), adata.X
+    for part in ((X.data, X.indices, X.indptr) if sp.issparse(X) else (np.ascontiguousarray(X),)): h.update(np.asarray(part).tobytes())
+    h.update("\0".join([*adata.obs_names, *adata.var_names]).encode())
+    return h.hexdigest()
+
 class BulkModels:
     "Phase-(i) models of one bulk panel: one file per seed and phase-(i) settings, trained once, loaded by every task."
-    def __init__(self, bulk, *, device=None):
-        self.bulk, self.device = bulk, device
-        self._dir = tempfile.TemporaryDirectory(prefix="scdtl_bulk_")  # removed with this object
+    def __init__(self, bulk, *, device=None, cache: str | Path | None = None):
+        self.bulk, self.device, self._panel = bulk, device, _fingerprint(bulk)
+        self._tmp = None if cache else tempfile.TemporaryDirectory(prefix="scdtl_bulk_")  # removed with this object
+        self.dir = Path(cache or self._tmp.name); self.dir.mkdir(parents=True, exist_ok=True)
 
     def file(self, config: Config, seed: int) -> Path:
-        "Where the bulk model of `config`'s phase-(i) settings and `seed` is kept (whether trained yet or not)."
-        key = repr((seed, config.arch, config.schedule, config.losses.bulk_mask_rate)).encode()
-        return Path(self._dir.name) / f"bulk_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
+        "Where the bulk model of this panel, `config`'s phase-(i) settings and `seed` is kept (trained yet or not)."
+        key = repr((self._panel, seed, config.arch, config.schedule, config.losses.bulk_mask_rate)).encode()
+        return self.dir / f"bulk_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
 
     def path(self, config: Config, seed: int) -> Path:
         "The file of the bulk model, trained and saved (atomically) by the first caller."
@@ -158,8 +166,8 @@ METHODS = (*FLOORS, *PEERS, "scDTL")  # every name `methods` knows, in the order
 ROWS = (*METHODS, "scDTL denoise")    # the rows a grid writes: scDTL's one fit gives two outputs
 
 def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None,
-            bulk_models: BulkModels | None = None) -> dict:
-    "The registry: name -> method(observed, genes) -> log1p_norm values, for each of `names` (`bulk_models`: shared)."
+            bulk_models: BulkModels | None = None, denoise: bool = True) -> dict:
+    "The registry: name -> method(observed, genes) -> log1p_norm values (scDTL: both outputs if `denoise`) for `names`."
     from scdtl.peers import alra, knn_smoothing, scrabble, external
     everything = {**{n: partial(f, seed=seed) if n in ("cluster mean", "kNN mean") else f for n, f in FLOORS.items()},
                   "ALRA": partial(alra.alra, seed=seed), "kNN-smoothing": partial(knn_smoothing.knn_smoothing, seed=seed),
@@ -167,7 +175,7 @@ def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed:
                   "scVI": partial(external.scvi_impute, max_epochs=scvi_epochs, seed=seed),
                   "SCRABBLE": partial(scrabble.scrabble, bulk=bulk, seed=seed),
                   "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device, bulk_models=bulk_models,
-                                        modes=("impute", "denoise"))}
+                                        modes=("impute", "denoise") if denoise else ("impute",))}
     unknown = set(names) - set(everything)
     if unknown: raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(everything)}")
     return {n: everything[n] for n in names}
@@ -311,12 +319,13 @@ def _describe(name, task) -> str:
 
 # %% ../nbs/40_benchmark.ipynb #2e5c249a
 def run_grid(profile: str | Profile = "smoke", *, datasets=None, rates=None, seeds=None, method_names=None,
-             kinds=None, workers: int | None = None, device=None, data_dir=None, progress: bool = True) -> pd.DataFrame:
+             kinds=None, workers: int | None = None, device=None, data_dir=None, bulk_cache=None,
+             progress: bool = True) -> pd.DataFrame:
     "The profile's grid (optionally narrowed): one tidy row per task x method output, every method in a fresh worker."
     from scdtl.data import load
     p = get_profile(profile, datasets=datasets, rates=rates, seeds=seeds, methods=method_names, kinds=kinds, workers=workers)
     bulk, _ = load("gdsc", data_dir=data_dir), compile_kernels()
-    bulk_models = BulkModels(bulk, device=device)                       # phase (i) once per seed, for every task
+    bulk_models = BulkModels(bulk, device=device, cache=bulk_cache)     # phase (i) once per seed, for every task
     cfg = get_config(p.config)
     seeds_used = sorted({*(s for _, _, ss in p.blocks() for s in ss), *p.mcv_seeds, *p.null_seeds})
     first = [bulk_models.job(cfg, s) for s in seeds_used] if "scDTL" in p.methods and cfg.ablation.transfers else []
@@ -409,14 +418,14 @@ def ablations(config="fast") -> dict:
     return out
 
 def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=(0,), variants=None,
-                  workers: int | None = None, device=None, data_dir=None, progress: bool = True) -> pd.DataFrame:
+                  workers: int | None = None, device=None, data_dir=None, bulk_cache=None, progress: bool = True) -> pd.DataFrame:
     "Every ablation with the matched panel, and the full model with the unmatched panel: one tidy row per held-out run."
     from scdtl.data import load
     p0 = get_profile(profile)
     p = get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds, kinds=["heldout"], workers=workers)
     gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
     unmatched = gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()
-    panels = {"matched": BulkModels(gdsc, device=device), "unmatched": BulkModels(unmatched, device=device)}
+    panels = {k: BulkModels(b, device=device, cache=bulk_cache) for k, b in (("matched", gdsc), ("unmatched", unmatched))}
     runs = [(v, "matched", gdsc, o) for v, o in ablations(p.config).items() if variants is None or v in variants]
     runs.append(("scDTL", "unmatched", unmatched, {}))
     cfg = get_config(p.config)

@@ -25,7 +25,7 @@ def _write_atomic(adata, out: Path):
 
 # %% ../nbs/22_cli.ipynb #43e8f1b6
 _OUTPUTS = {"impute": ("scdtl", "imputed", "imputed log1p(normalize_total 1e4)"),  # command -> layer, var flag, scale
-            "denoise": ("scdtl_denoised", "denoised", "denoised expected counts at each cell's observed depth")}
+            "denoise": ("scdtl_denoised", "modelled", "denoised expected counts at each cell's observed depth")}
 
 def _fit_file(args) -> int:
     "Read the input files, run `scdtl.tl.<command>` (impute or denoise) and write the h5ad atomically."
@@ -110,12 +110,13 @@ def cmd_bench(args) -> int:
         table = pd.DataFrame([benchmark.speed_report(load("cellbench_celseq2_5cl"), load("gdsc"), config=args.config, seed=0)])
         path = out / f"bench_speed_{args.config}.csv"
     elif args.what == "ablation":
-        table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, progress=not args.quiet,
+        table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
+                                        progress=not args.quiet,
                                         **{k: v for k, v in narrow.items() if v is not None})
         path = out / f"bench_ablation_{args.profile}.csv"
     else:
         table = benchmark.run_grid(args.profile, method_names=_csv_list(args.methods), kinds=_csv_list(args.kinds),
-                                   workers=args.workers, device=args.device,
+                                   workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
                                    progress=not args.quiet, **narrow)
         path = out / f"bench_grid_{args.profile}.csv"
     table.to_csv(path, index=False)
@@ -162,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", help="comma-separated method names (grid only; default: all)")
     bench.add_argument("--kinds", help="comma-separated protocols: heldout, mcv, false_signals (grid only; default: all three)")
     bench.add_argument("--workers", type=int, help="worker processes, one thread each (default: the profile's, 2)")
+    bench.add_argument("--bulk-cache", help="folder keeping the bulk models so later commands reuse them (empty it when the code changes)")
     bench.add_argument("--config", default="fast", choices=["fast", "paper"], help="scDTL preset (speed only)")
     bench.add_argument("--device", default=None, choices=["cpu", "cuda"])
     bench.add_argument("--quiet", action="store_true", help="no progress bars")

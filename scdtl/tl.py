@@ -103,7 +103,7 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
         other genes: the observed counts, unchanged.
     `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent)
         The single-cell encoder's latent (configurations without the bulk view have none and do not write it).
-    `adata.var[key_added + "_denoised"]` : bool
+    `adata.var[key_added + "_modelled"]` : bool
         Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.
     `adata.uns[key_added]` : dict
         As `impute`'s record, with `mode` ("denoise") and `scale` ("expected_counts").
@@ -114,7 +114,7 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
                       bulk_scale=bulk_scale, device=device, progress=progress)
 
 # %% ../nbs/23_tl.ipynb #79f6dc6d
-_MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "denoised")}  # mode -> layer scale, var flag
+_MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "modelled")}  # mode -> layer scale, var flag
 
 def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, bulk_scale, device, progress):
     "Fit scDTL on `adata` and write the results of `mode` under `key_added`: the body of `impute` and `denoise`."

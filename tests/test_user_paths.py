@@ -19,7 +19,7 @@ def tiny_pair_code(folder: Path, pair) -> str:
     return TINY + "import anndata as ad, numpy as np, scdtl\na, b = ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')\n"
 
 
-MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "denoised")}  # mode -> scale, var flag
+MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "modelled")}  # mode -> scale, var flag
 
 
 def check_output(path: Path, n_obs: int, n_vars: int, key: str = "scdtl", mode: str = "impute"):
@@ -188,7 +188,7 @@ assert sp.issparse(L) and L.dtype == np.float32 and L.shape == r.shape
 assert np.array_equal(L.toarray(), a.layers['scdtl_denoised'].toarray())
 assert r.uns['scdtl_scales']['layers']['scdtl_denoised'] == 'expected_counts'
 u = r.uns['scdtl_denoised']; assert (u['mode'], u['scale']) == ('denoise', 'expected_counts')
-m = r.var['scdtl_denoised_denoised'].to_numpy(bool)
+m = r.var['scdtl_denoised_modelled'].to_numpy(bool)
 assert 0 < m.sum() < r.n_vars and sorted(r.var_names[m]) == sorted(u['genes'])
 assert (np.asarray(L.sum(1)).ravel() > 0).all()                      # every cell keeps a positive depth
 assert np.array_equal(L[:, ~m].toarray(), counts[:, ~m])             # unmodelled genes: the input counts, exactly
