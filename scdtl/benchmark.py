@@ -66,15 +66,16 @@ def _work(conn, job: Job):
 
 def _ready(job: Job) -> bool: return all(Path(p).exists() for p in job.needs)
 
-def _fork_safe_numba():
+def _fork_safe_numba(*, strict: bool = True):
     "Make numba (scanpy's kernels) use its fork-safe workqueue threads: its GNU OpenMP layer kills forked children."
     import numba
     try: layer = numba.threading_layer()
     except ValueError: numba.config.THREADING_LAYER = "workqueue"; return   # not started yet: choose it now
-    if layer == "omp": raise RuntimeError("numba's OpenMP threading layer already runs in this process and forked "
-                                          "workers would be killed: set NUMBA_THREADING_LAYER=workqueue before starting Python")
+    if layer == "omp" and strict:
+        raise RuntimeError("numba's OpenMP threading layer already runs in this process and forked workers would be "
+                           "killed: set NUMBA_THREADING_LAYER=workqueue before starting Python")
 
-_fork_safe_numba()  # on import, before any scanpy kernel starts numba's threads
+_fork_safe_numba(strict=False)  # on import, before any scanpy kernel starts numba's threads (run_jobs checks again)
 
 def compile_kernels():
     "Run the numba kernels the jobs use (UMAP's graph under Leiden, the Wilcoxon test) once, so forks inherit them compiled."

@@ -1,6 +1,10 @@
 "Shared fixtures of the outside-in suite: small user files in every format, and the installed package in fresh processes."
 import gzip, hashlib, os, subprocess, sys
 from pathlib import Path
+
+# The notebooks run in this process, one after another: numba must not start its GNU OpenMP threads (the default here),
+# or a later notebook's benchmark workers (forked) would be killed. Set before anything imports numba.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
 import numpy as np, pandas as pd, pytest, scipy.io, scipy.sparse as sp
 
 BIN = Path(sys.executable).parent
