@@ -79,7 +79,7 @@ figures-other: $(STAMP)
 
 # After every model change: the quick profile (the real preset on the smallest CellBench set, one task per protocol,
 # every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (109 s here). Its ablations:
-# `make quick-ablation` (about 3.5 more minutes: grid and ablations took 328 s together; the U-Net variants train longest).
+# `make quick-ablation` (184 s here; the U-Net variants train longest).
 quick: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
 	/usr/bin/time -f "%e" -o figures/time_quick.txt $(BENCH) grid --profile quick --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
