@@ -168,12 +168,8 @@ def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None) -> np.ndarray:  # -> 
 def _denoise(self: SCDTL, obs: ad.AnnData, genes=None) -> np.ndarray:  # obs: from `observed`
     "`denoise` on counts already through `observed`."
     cols, _, estimate = _reconstruction(self, obs)
-    pick = np.arange(obs.n_vars) if genes is None else gene_columns(obs.var_names, list(genes))
-    out = to_dense(obs.layers["log1p_norm"].tocsr()[:, pick], np.float32)     # pass-through for genes outside the model
-    in_model = np.full(obs.n_vars, -1); in_model[cols] = np.arange(len(cols))  # each gene's column in `estimate`, or -1
-    k = in_model[pick]
-    out[:, k >= 0] = estimate[:, k[k >= 0]]
-    return out
+    out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
+    return to_dense(out if genes is None else out[:, gene_columns(obs.var_names, list(genes))], np.float32)
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
 @patch
