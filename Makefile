@@ -74,6 +74,7 @@ figures-other: $(STAMP)
 	$(call paper_nb,table1_datasets) -p out_dir ../../figures
 	$(BENCH) ablation --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
+	$(call paper_nb,zeros) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
 	$(call paper_nb,training_curves) $(NB_ARGS)
 	$(call paper_nb,fig6_trajectory) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
 

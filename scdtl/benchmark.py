@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_benchmark.ipynb #e8efd24b
 from __future__ import annotations
-import hashlib, resource, sys, tempfile, time, traceback
+import ctypes, hashlib, resource, sys, tempfile, time, traceback
 import multiprocessing as mp
 from multiprocessing.connection import wait
 from typing import Callable
@@ -23,7 +23,7 @@ from .api import SCDTL
 from .train import sc_imputation_loss
 
 # %% auto #0
-__all__ = ['CELLBENCH_LINES', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
+__all__ = ['CELLBENCH_LINES', 'OUTPUTS', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
            'NULL_MIN_CELLS', 'HIGHER_IS_BETTER', 'TASK_KEYS', 'Job', 'measured', 'compile_kernels', 'run_jobs',
            'BulkModels', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile', 'subsample', 'run_grid',
            'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations', 'run_ablations']
@@ -41,14 +41,26 @@ def _rss_mib() -> float:
     import psutil
     return psutil.Process().memory_info().rss / 2**20
 
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")  # Linux
+
+def _reset_peak():
+    "Return freed heap pages to the OS, then restart the high-water mark at the current RSS (a fork inherits both)."
+    try: ctypes.CDLL(None).malloc_trim(0)            # glibc: else new arrays reuse the parent's freed, resident pages
+    except (OSError, AttributeError): pass
+    try: _CLEAR_REFS.write_text("5")                 # Linux
+    except OSError: pass
+
 def _peak_rss_mib() -> float:
-    "This process's peak resident memory so far (MiB): the kernel's high-water mark."
+    "This process's peak resident memory since `_reset_peak` (MiB): the kernel's high-water mark."
+    if _STATUS.exists():
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**10          # kB
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
 
 def measured(fn: Callable, *args):
     "fn(*args) -> (result, seconds, memory): wall seconds and, in a fresh process, its peak MiB above the start (+ CUDA peak)."
-    start = _rss_mib()
+    _reset_peak(); start = _rss_mib()
     t0 = time.perf_counter(); out = fn(*args); secs = time.perf_counter() - t0
     gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else 0.0
     return out, secs, dict(peak_mib=_peak_rss_mib() - start + gpu, peak_rss_mib=_peak_rss_mib())
@@ -134,7 +146,7 @@ class BulkModels:
 
     def file(self, config: Config, seed: int) -> Path:
         "Where the bulk model of this panel, `config`'s phase-(i) settings and `seed` is kept (trained yet or not)."
-        key = repr((self._panel, seed, config.arch, config.schedule, config.losses.bulk_mask_rate)).encode()
+        key = repr((self._panel, seed, config.arch.bulk_part, config.schedule, config.losses.bulk_mask_rate)).encode()
         return self.dir / f"bulk_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
 
     def path(self, config: Config, seed: int) -> Path:
@@ -147,6 +159,11 @@ class BulkModels:
         "A `Job` that trains the model in a worker; the jobs that load it wait for its file."
         return Job(f"bulk model, seed {seed}", lambda: [str(self.path(config, seed))])
 
+OUTPUTS = {  # scDTL's outputs of one fit, log1p_norm: the default imputation, every zero filled, the denoised matrix
+    "impute": lambda model, observed, genes: model.impute(observed, genes=genes).toarray(),
+    "fill": lambda model, observed, genes: model.impute(observed, genes=genes, zeros="fill").toarray(),
+    "denoise": lambda model, observed, genes: model.denoise(observed, genes=genes)}
+
 def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkModels | None = None,
                  modes=("impute",), **overrides):
     "An scDTL variant behind the common method interface, through the public API: (observed, genes) -> log1p_norm."
@@ -155,8 +172,7 @@ def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkM
     def method(observed, genes):  # one fit, one output per mode (a dict mode -> values when there are several)
         if cfg.ablation.transfers: model = SCDTL.load(models.path(cfg, seed), config=cfg, device=device, progress=False).fit(observed)
         else: model = SCDTL(cfg, seed=seed, device=device, progress=False).fit(observed, bulk)
-        out = {m: model.impute(observed, genes=genes).toarray() if m == "impute" else model.denoise(observed, genes=genes)
-               for m in modes}
+        out = {m: OUTPUTS[m](model, observed, genes) for m in modes}
         return out[modes[0]] if len(modes) == 1 else out
     method.needs = (models.file(cfg, seed),) if cfg.ablation.transfers else ()   # the bulk model it loads
     return method
@@ -164,11 +180,11 @@ def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkM
 # %% ../nbs/40_benchmark.ipynb #a1d5f7e5
 PEERS = ("ALRA", "kNN-smoothing", "MAGIC", "scVI", "SCRABBLE")
 METHODS = (*FLOORS, *PEERS, "scDTL")  # every name `methods` knows, in the order tables show them
-ROWS = (*METHODS, "scDTL denoise")    # the rows a grid writes: scDTL's one fit gives two outputs
+ROWS = (*METHODS, "scDTL fill", "scDTL denoise")  # the rows a grid writes: scDTL's one fit gives three outputs
 
 def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None,
             bulk_models: BulkModels | None = None, denoise: bool = True) -> dict:
-    "The registry: name -> method(observed, genes) -> log1p_norm values (scDTL: both outputs if `denoise`) for `names`."
+    "The registry: name -> method(observed, genes) -> log1p_norm values (scDTL: every output if `denoise`) for `names`."
     from scdtl.peers import alra, knn_smoothing, scrabble, external
     everything = {**{n: partial(f, seed=seed) if n in ("cluster mean", "kNN mean") else f for n, f in FLOORS.items()},
                   "ALRA": partial(alra.alra, seed=seed), "kNN-smoothing": partial(knn_smoothing.knn_smoothing, seed=seed),
@@ -176,7 +192,7 @@ def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed:
                   "scVI": partial(external.scvi_impute, max_epochs=scvi_epochs, seed=seed),
                   "SCRABBLE": partial(scrabble.scrabble, bulk=bulk, seed=seed),
                   "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device, bulk_models=bulk_models,
-                                        modes=("impute", "denoise") if denoise else ("impute",))}
+                                        modes=tuple(OUTPUTS) if denoise else ("impute",))}
     unknown = set(names) - set(everything)
     if unknown: raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(everything)}")
     return {n: everything[n] for n in names}
@@ -403,16 +419,31 @@ def speed_report(sc, bulk, *, config="fast", seed=0) -> dict:
                 torch_threads=torch.get_num_threads())
 
 # %% ../nbs/40_benchmark.ipynb #73c15dd4
+def _ours(c: Config, **ablation) -> dict:
+    "Overrides giving preset `c` our U-Net (gene identity, cell context, bulk gene order, residual fusion, self-score)."
+    return dict(arch=replace(c.arch, n_identity=ablation.pop("n_identity", 4)),
+                losses=replace(c.losses, w_unet=ablation.pop("w_unet", 1.0)),
+                ablation=replace(c.ablation, **{**dict(use_bulk=True, use_unet=True, fusion="residual", cell_context=True,
+                                                       gene_order="bulk"), **ablation}))
+
 def ablations(config="fast") -> dict:
     "Variant name -> scDTL overrides (the paper's ablations and ours); variants equal to the preset itself are left out."
     c = get_config(config); a = c.ablation
+    paper = lambda **kw: dict(arch=replace(c.arch, n_identity=0), losses=replace(c.losses, w_unet=0.0),
+                              ablation=replace(a, **{**dict(use_bulk=True, use_unet=True, fusion="cbam", cell_context=False,
+                                                            gene_order="none"), **kw}))
     variants = {"scDTL": {},
-                "U-Net + CBAM (paper architecture)": dict(ablation=replace(a, use_bulk=True, use_unet=True, fusion="cbam")),
-                "without CBAM (0.5/0.5)": dict(ablation=replace(a, use_bulk=True, use_unet=True, fusion="average")),
-                "without bulk imputer (U-Net only)": dict(ablation=replace(a, use_bulk=False, use_unet=True)),
+                "U-Net + CBAM (paper architecture)": paper(),
+                "without CBAM (0.5/0.5)": paper(fusion="average"),
+                "without bulk imputer (U-Net only)": paper(use_bulk=False),
                 "without U-Net (bulk imputer only)": dict(ablation=replace(a, use_bulk=True, use_unet=False)),
+                "gene-aware U-Net, residual fusion (ours)": _ours(c),
+                "ours without gene identity": _ours(c, n_identity=0),
+                "ours without cell context": _ours(c, cell_context=False),
+                "ours in HVG-table gene order": _ours(c, gene_order="none"),
+                "ours with CBAM fusion": _ours(c, fusion="cbam"),
                 "without clustering loss": dict(losses=replace(c.losses, w_cluster=0.0)),
-                "without bulk data": dict(ablation=replace(a, transfer=False))}
+                "without bulk data": dict(ablation=replace(a, transfer=False, gene_order="observed" if a.gene_order == "bulk" else a.gene_order))}
     seen, out = [], {}
     for name, over in variants.items():
         if (cfg := replace(c, **over)) not in seen: seen.append(cfg); out[name] = over
@@ -420,7 +451,7 @@ def ablations(config="fast") -> dict:
 
 def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=(0,), variants=None,
                   workers: int | None = None, device=None, data_dir=None, bulk_cache=None, progress: bool = True) -> pd.DataFrame:
-    "Every ablation with the matched panel, and the full model with the unmatched panel: one tidy row per held-out run."
+    "Every ablation (zeros filled) with the matched panel, and the full model with the unmatched one: a row per held-out run."
     from scdtl.data import load
     p0 = get_profile(profile)
     p = get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds, kinds=["heldout"], workers=workers)
@@ -435,7 +466,8 @@ def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4
         yield from first
         for name, labels, task in _grid_tasks(p, gdsc, data_dir):
             for variant, panel, bulk, over in runs:
-                fn = scdtl_method(bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel], **over)
+                fn = scdtl_method(bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
+                                  modes=("fill",), **over)            # the architecture's own estimate at every zero
                 yield Job(f"{_describe(name, task)} {variant} ({panel})",
                           partial(_method_rows, p.name, name, labels, task, "scDTL", fn, variant=variant, bulk_panel=panel),
                           needs=fn.needs)

@@ -97,6 +97,7 @@ SCALES = {  # the vocabulary used in adata.uns["scdtl_scales"]
     "log_array_standardized": "log-scale microarray expression, standardized per sample (mean 0, sd 1)",
     "log1p_norm": "log1p(normalize_total to 1e4 of counts)",
     "expected_counts": "expected counts at each cell's observed depth (denoised or imputed values mapped back to counts; not whole numbers)",
+    "probability": "a probability in [0, 1] (e.g. that an observed zero is a dropout)",
     "minmax": "per-gene min-max into [0, 1] of a log-scale matrix (log1p_norm, or log array values for bulk), statistics from the training split",
 }
 BULK_SCALES = ("counts", "log1p_norm", "log_array_standardized")  # the scales a bulk panel may arrive on

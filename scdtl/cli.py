@@ -8,6 +8,7 @@ import argparse, os, signal, sys, time, warnings
 from pathlib import Path
 import pandas as pd
 from .checks import BULK_SCALES
+from .config import CONFIGS
 
 # %% auto #0
 __all__ = ['COMMANDS', 'cmd_impute', 'cmd_denoise', 'run_demo', 'cmd_demo', 'cmd_bench', 'cmd_datasets', 'parser', 'Terminated',
@@ -39,8 +40,9 @@ def _fit_file(args) -> int:
         raise InputError(f"refusing to overwrite the input file {out}; choose another output path")
     adata = read(sc_path, orientation=args.orientation)
     bulk = read_bulk(args.bulk, scale=args.bulk_scale)
+    extra = dict(zeros=args.zeros) if args.command == "impute" else {}
     getattr(tl, args.command)(adata, bulk, key_added=key, config=args.config, seed=args.seed, device=args.device,
-                              progress=not args.quiet)
+                              progress=not args.quiet, **extra)
     _write_atomic(adata, out)
     print(f"wrote {out}: layers[{key!r}] = {what}, {int(adata.var[f'{key}_{flag}'].sum())} genes {flag}")
     return 0
@@ -129,6 +131,15 @@ def cmd_datasets(args) -> int:
     print(datasets().drop(columns=["sha256"], errors="ignore").to_string(index=False))
     return 0
 
+# %% ../nbs/22_cli.ipynb #3a5eac52
+def _zeros(text: str):
+    "The --zeros argument: a mode name or a probability threshold."
+    from scdtl.api import check_zeros
+    value = text if text in ("fill", "expected") else float(text) if text.replace(".", "", 1).isdigit() else text
+    try: check_zeros(value)
+    except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
 # %% ../nbs/22_cli.ipynb #0416f6ec
 def parser() -> argparse.ArgumentParser:
     "The `scdtl` command-line parser."
@@ -144,10 +155,13 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--bulk-scale", default="counts", choices=BULK_SCALES)
         s.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
         s.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    imp.add_argument("--zeros", default="expected", type=_zeros, help="what goes into the observed zeros: 'expected' "
+                     "(P(dropout) x estimate, the default), 'fill' (the estimate in every zero) or a threshold on "
+                     "P(dropout) in [0, 1]")
     demo = sub.add_parser("demo", help="fit and score scDTL on the embedded simulated data")
     demo.add_argument("--out", default="figures", help="folder for the demo figure")
     for s in (imp, den, demo):
-        s.add_argument("--config", default="fast", choices=["fast", "paper"])
+        s.add_argument("--config", default="fast", choices=list(CONFIGS))
         s.add_argument("--device", default=None, choices=["cpu", "cuda"])
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, asdict, replace
 from .checks import InputError
 
 # %% auto #0
-__all__ = ['CONFIGS', 'Architecture', 'Schedule', 'Losses', 'Ablation', 'Config', 'get_config']
+__all__ = ['FUSIONS', 'GENE_ORDERS', 'CONFIGS', 'Architecture', 'Schedule', 'Losses', 'Ablation', 'Config', 'get_config']
 
 # %% ../nbs/14_config.ipynb #be193aaf
 @dataclass(frozen=True)
@@ -20,8 +20,14 @@ class Architecture:
     unet_channels: tuple = (16, 32, 64, 128)  # paper: 4 levels, 16-32-64-128
     cbam_reduction: int = 16                  # CBAM paper default; hidden units = max(1, C // r)
     cbam_kernel: int = 7                      # paper: spatial attention kernel 7
+    n_identity: int = 0                       # ours: learned identity channels per gene in the U-Net (0: the paper's
+                                              # plain U-Net; > 0 also adds a per-gene output scale and bias)
     fusion_output: str = "sigmoid"            # paper; "clamp" fitted a toy better but its gradient dies below 0
     dropout: float = 0.1                      # ours: light dropout in the MLPs
+
+    @property
+    def bulk_part(self) -> tuple:  # what a bulk model (phase i) depends on; the single-cell side may differ
+        return tuple(self.encoder_hidden), self.n_latent, self.dropout
 
 # %% ../nbs/14_config.ipynb #5f0e593a
 @dataclass(frozen=True)
@@ -53,23 +59,34 @@ class Losses:
     w_zero: float = 0.0             # phase (iii): weight pulling outputs on observed zeros to 0; the zeros-vs-accuracy knob
                                     # (measured, `fast`, CEL-seq2 5 lines at 40%, seeds 0-2, PCC / L1 / mass on true zeros:
                                     # 0: 0.590 / 0.127 / 0.440; 0.01: 0.587 / 0.127 / 0.399; 0.02: 0.580 / 0.127 / 0.374)
+    w_unet: float = 0.0             # phase (iii): the U-Net view is also scored on its own (ours; 0: the paper, only the
+                                    # fused output is scored, so a gated U-Net gets almost no gradient)
+    w_dropout: float = 1.0          # phase (iii): the dropout-probability head (ours; on detached inputs: it never moves
+                                    # the imputation itself)
     n_clusters_resolution: float = 1.0  # Leiden resolution for the clustering loss labels (observed data)
 
 # %% ../nbs/14_config.ipynb #68e28d1d
+FUSIONS, GENE_ORDERS = ("cbam", "average", "residual"), ("none", "bulk", "observed")
+
 @dataclass(frozen=True)
 class Ablation:
-    "The paper's ablation switches (Supplementary Tables 5-6)."
-    use_bulk: bool = True    # False: no transferred bulk imputer (U-Net only)
-    use_unet: bool = True    # False: no U-Net (bulk imputer only)
-    fusion: str = "cbam"     # "cbam" or "average" (fixed 0.5/0.5, the 'without CBAM' ablation)
-    transfer: bool = True    # False: same network, bulk-view path trained on single cells only (ours: what bulk adds)
+    "The paper's ablation switches (Supplementary Tables 5-6), and ours for the U-Net's gene axis and cell context."
+    use_bulk: bool = True       # False: no transferred bulk imputer (U-Net only)
+    use_unet: bool = True       # False: no U-Net (bulk imputer only)
+    fusion: str = "cbam"        # "cbam" (paper), "average" (fixed 0.5/0.5, the 'without CBAM' ablation) or "residual"
+                                # (ours: the bulk view plus a CBAM-gated U-Net correction, gate 0 at initialisation)
+    transfer: bool = True       # False: same network, bulk-view path trained on single cells only (ours: what bulk adds)
+    cell_context: bool = False  # ours: the U-Net also reads the bulk view (2nd channel) and the latent E_s(x) (FiLM)
+    gene_order: str = "none"    # ours: the U-Net's gene axis: "none" (HVG table order, paper), "bulk" (co-expression
+                                # modules of the bulk panel) or "observed" (of the observed single-cell matrix)
 
     @property
     def transfers(self) -> bool: return self.use_bulk and self.transfer  # phases (i) and (ii) run
 
     def __post_init__(self):
         if not (self.use_bulk or self.use_unet): raise InputError("at least one of use_bulk / use_unet must be True")
-        if self.fusion not in ("cbam", "average"): raise InputError(f"fusion must be 'cbam' or 'average', not {self.fusion!r}")
+        if self.fusion not in FUSIONS: raise InputError(f"fusion must be one of {FUSIONS}, not {self.fusion!r}")
+        if self.gene_order not in GENE_ORDERS: raise InputError(f"gene_order must be one of {GENE_ORDERS}, not {self.gene_order!r}")
 
 # %% ../nbs/14_config.ipynb #0ab4054b
 @dataclass(frozen=True)
@@ -95,15 +112,17 @@ class Config:
 # %% ../nbs/14_config.ipynb #0c64645b
 CONFIGS = {
     "paper": Config(name="paper"),
-    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation). Measured on CellBench five-line
-    # at 40% masking (held-out PCC / RMSE / L1): with U-Net + CBAM 0.48 / 0.178 / 0.144; without U-Net 0.597 / 0.161
-    # / 0.127; with U-Net + CBAM and each path also scored 0.19 / 0.199 / 0.164. The U-Net over an unordered gene axis
-    # learns little and the fusion does not learn to discount it. The `paper` preset keeps the full architecture.
+    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation); the default, see above.
     "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(8, 16, 32, 64)),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=60,
                             max_epochs_sc=50, patience=10, lr_patience=4),
                    ablation=Ablation(use_unet=False), name="fast"),
 }
+# unet: the `fast` sizes with the full architecture as we fixed it: bulk view + a U-Net with gene identity, cell
+# context and a bulk co-expression gene order, fused residually (gate 0 at the start), the U-Net also scored alone.
+CONFIGS["unet"] = replace(CONFIGS["fast"], arch=replace(CONFIGS["fast"].arch, n_identity=4),
+                          losses=replace(CONFIGS["fast"].losses, w_unet=1.0),
+                          ablation=Ablation(fusion="residual", cell_context=True, gene_order="bulk"), name="unet")
 
 def get_config(config: str | Config = "fast", **overrides) -> Config:
     "A preset by name (or a `Config` as is), with top-level sections replaced by `overrides`."

@@ -9,11 +9,11 @@ from torch import nn
 from .checks import InputError
 from .config import Config
 from .nn.dae import MLPEncoder, MLPDecoder
-from .nn.unet import UNet1D
-from .nn.cbam import CBAMFusion
+from .nn.unet import GeneUNet
+from .nn.cbam import CBAMFusion, ResidualFusion
 
 # %% auto #0
-__all__ = ['BulkDAE', 'SCDTLNet', 'reconstruct_tensor', 'sc_latent']
+__all__ = ['BulkDAE', 'DropoutHead', 'SCDTLNet', 'reconstruct_tensor', 'sc_latent']
 
 # %% ../nbs/15_model.ipynb #ef37aa8b
 class BulkDAE(nn.Module):
@@ -26,10 +26,26 @@ class BulkDAE(nn.Module):
 
     def forward(self, xb): return self.bulk_imputer(self.bulk_encoder(xb))  # (B, n_bulk_genes) -> same
 
+# %% ../nbs/15_model.ipynb #097b8a65
+class DropoutHead(nn.Module):
+    "Latent (B, L), estimate (B, G) in [0, 1] -> logits (B, G) that a zero is a dropout; `probability` is calibrated."
+    def __init__(self, n_latent: int, n_genes: int):
+        super().__init__()
+        self.linear = nn.Linear(n_latent, n_genes)
+        self.slope = nn.Parameter(torch.ones(n_genes))           # per gene, on the estimate's logit
+        self.register_buffer("calibration", torch.ones(()))      # c = P(labelled | dropout), set after training
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (B,L), (B,G) -> (B,G)
+        return self.linear(z) + self.slope * torch.logit(y, eps=1e-4)
+
+    def probability(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (B,L), (B,G) -> (B,G) in [0, 1]
+        "P(dropout) = min(1, sigmoid(logits) / c): the positive-unlabelled correction."
+        return (torch.sigmoid(self(z, y)) / self.calibration).clamp(max=1)
+
 # %% ../nbs/15_model.ipynb #b7b2e1cd
 class SCDTLNet(nn.Module):
-    "The assembled scDTL network: the given bulk DAE (E_b, D_b), an sc DAE (E_s, D_s), U-Net and fusion."
-    def __init__(self, sc_to_bulk: torch.Tensor, config: Config, bulk: BulkDAE | None = None):
+    "The assembled scDTL network: the given bulk DAE (E_b, D_b), an sc DAE (E_s, D_s), U-Net, fusion, dropout head."
+    def __init__(self, sc_to_bulk: torch.Tensor, config: Config, bulk: BulkDAE | None = None, order=None):
         super().__init__()
         a, ab = config.arch, config.ablation
         if ab.use_bulk and bulk is None: raise InputError("use_bulk=True needs the bulk DAE: pass bulk=BulkDAE(...)")
@@ -38,28 +54,53 @@ class SCDTLNet(nn.Module):
         self.sc_encoder = MLPEncoder(n_genes, hidden, a.n_latent, dropout=a.dropout)
         self.sc_decoder = MLPDecoder(a.n_latent, hidden[::-1], n_genes)
         self.use_bulk, self.use_unet = ab.use_bulk, ab.use_unet
+        self.refines = ab.use_bulk and ab.use_unet and ab.cell_context   # the U-Net refines the bulk view's logit
         if ab.use_bulk: self.bulk_encoder, self.bulk_imputer = bulk.bulk_encoder, bulk.bulk_imputer  # shared, not copied
-        if ab.use_unet: self.unet = UNet1D(channels=tuple(a.unet_channels))
-        if ab.use_bulk and ab.use_unet:
-            self.fusion = CBAMFusion(n_channels=2, reduction=a.cbam_reduction, kernel_size=a.cbam_kernel, mode=ab.fusion,
-                                     out_activation=a.fusion_output)
+        if ab.use_unet:
+            self.unet = GeneUNet(n_genes, channels=tuple(a.unet_channels), in_channels=2 if self.refines else 1,
+                                 n_identity=a.n_identity, n_context=a.n_latent if ab.cell_context else 0, order=order)
+        if ab.use_bulk and ab.use_unet: self.fusion = _fusion(n_genes, config)
+        self.dropout_head = DropoutHead(a.n_latent, n_genes)         # built last: the other parts' initialisation is unchanged
 
-    def bulk_view(self, x):  # (B, G) -> (B, G)
-        "The transferred bulk imputer applied to the single-cell latent, read at the sc genes."
-        return self.bulk_imputer(self.sc_encoder(x))[:, self.sc_to_bulk]
+    def outputs(self, x) -> dict:  # (B, G) min-max -> {"latent": (B, L), "bulk" / "unet" / "y": (B, G) in [0, 1]}
+        "The latent, each view and the output `y` (observed values are restored by `impute`, not here)."
+        z = self.sc_encoder(x); o = {"latent": z}
+        if self.use_bulk: o["bulk"] = self.bulk_imputer(z)[:, self.sc_to_bulk]
+        if self.use_unet: o["unet"] = self._unet_view(x, o)
+        o["y"] = self.fusion(o["bulk"], o["unet"]) if self.use_bulk and self.use_unet else o.get("unet", o.get("bulk"))
+        return o
 
-    def forward(self, x):  # (B, G) min-max -> (B, G) in [0, 1]
-        "Imputed expression for every gene (observed values are restored by `impute`, not here)."
-        if not self.use_unet: return self.bulk_view(x)
-        if not self.use_bulk: return self.unet(x)
-        return self.fusion(self.bulk_view(x), self.unet(x))
+    def _unet_view(self, x, o) -> torch.Tensor:  # (B, G) -> (B, G) in [0, 1]
+        "The U-Net's estimate: a correction to the bulk view's logit when it refines it, else its own."
+        if not self.refines: return torch.sigmoid(self.unet(x, o["latent"] if self.unet.unet.n_context else None))
+        u = self.unet(torch.stack([x, o["bulk"]], dim=1), o["latent"])
+        return torch.sigmoid(torch.logit(o["bulk"], eps=1e-4) + u)
+
+    def forward(self, x): return self.outputs(x)["y"]  # (B, G) min-max -> (B, G) in [0, 1]
+
+    def dropout_logits(self, o: dict) -> torch.Tensor:  # outputs -> (B, G)
+        "The dropout head on the DETACHED latent and output: training it never moves the imputation."
+        return self.dropout_head(o["latent"].detach(), o["y"].detach())
+
+def _fusion(n_genes: int, config: Config) -> nn.Module:
+    "The fusion the configuration names: residual (ours), CBAM or the plain average (paper and its ablation)."
+    a, ab = config.arch, config.ablation
+    if ab.fusion == "residual": return ResidualFusion(n_genes, reduction=a.cbam_reduction, kernel_size=a.cbam_kernel)
+    return CBAMFusion(n_channels=2, reduction=a.cbam_reduction, kernel_size=a.cbam_kernel, mode=ab.fusion,
+                      out_activation=a.fusion_output)
 
 # %% ../nbs/15_model.ipynb #d1f31268
 @torch.no_grad()
-def reconstruct_tensor(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    "The network's min-max scale estimate of every entry of `x` (B, G), in eval mode, `batch_size` cells at a time."
+def reconstruct_tensor(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256, dropout: bool = False):
+    "Min-max estimate of every entry of `x` (B, G) [and P(dropout) (B, G)], in eval mode, `batch_size` cells at a time."
     net.eval()
-    return torch.cat([net(xb) for xb in x.split(batch_size)])
+    parts = [_estimate(net, xb, dropout) for xb in x.split(batch_size)]
+    return tuple(torch.cat(p) for p in zip(*parts)) if dropout else torch.cat(parts)
+
+def _estimate(net: SCDTLNet, x: torch.Tensor, dropout: bool):  # (B, G) -> (B, G) [, (B, G)]
+    "The output for one batch, with the dropout probability when asked."
+    o = net.outputs(x)
+    return (o["y"], net.dropout_head.probability(o["latent"], o["y"])) if dropout else o["y"]
 
 # %% ../nbs/15_model.ipynb #aca6917e
 @torch.no_grad()

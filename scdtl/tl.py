@@ -10,7 +10,8 @@ __all__ = ['impute', 'denoise']
 
 # %% ../nbs/23_tl.ipynb #3dc850d7
 def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", config="fast", seed: int = 0,
-           copy: bool = False, bulk_scale: str | None = None, device: str | None = None, progress: bool = True):
+           zeros="expected", copy: bool = False, bulk_scale: str | None = None, device: str | None = None,
+           progress: bool = True):
     """Impute the dropouts of `adata` with scDTL, transferring a model trained on the bulk panel `bulk`.
 
     Parameters
@@ -28,6 +29,12 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
         or a `scdtl.config.Config`.
     seed
         Seeds the split, every initialisation and every corruption: a seed reproduces a run exactly.
+    zeros
+        What goes into the observed zeros of the modelled genes: `"expected"` (default) P(dropout) x estimate,
+        `"fill"` the estimate in every zero, or a threshold t in [0, 1]: the estimate where P(dropout) >= t, zero
+        elsewhere. P(dropout) is the model's dropout head (`layers[key_added + "_dropout"]`). The default was chosen
+        on the measured trade-off curve (`nbs/paper/zeros.ipynb`): best on molecular cross-validation; `"fill"` is best on
+        held-out non-zeros alone.
     copy
         Return a new AnnData instead of writing into `adata`.
     bulk_scale
@@ -45,19 +52,21 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
     `adata.layers[key_added]` : `scipy.sparse.csr_matrix` (n_obs, n_vars), scale `log1p_norm`
         log1p(normalize_total 1e4) of the observed counts, zeros of the modelled genes filled by scDTL, observed
         non-zero values kept, the other genes as observed.
+    `adata.layers[key_added + "_dropout"]` : `scipy.sparse.csr_matrix` float32 (n_obs, n_vars), scale `probability`
+        P(the observed zero is a dropout, not a true zero) on the observed zeros of the modelled genes; 0 elsewhere.
     `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent)
         The single-cell encoder's latent (configurations without the bulk view have none and do not write it).
     `adata.var[key_added + "_imputed"]` : bool
         Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.
     `adata.uns[key_added]` : dict
-        `mode` ("impute"), `scale` ("log1p_norm"), `input_layer`, `seed`, `device`, `genes` (the modelled genes), `bulk_scale`,
+        `mode` ("impute"), `scale` ("log1p_norm"), `zeros` (as a string), `input_layer`, `seed`, `device`, `genes` (the modelled genes), `bulk_scale`,
         `config` (nested dicts, lists for tuples), `versions` (scdtl, torch, scanpy, anndata) and `history`
         (per epoch: phase, epoch, train and validation loss, learning rate; a dict of lists).
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "log1p_norm", the scale record every scdtl function reads.
     """
     return _fit_write("impute", adata, bulk, layer=layer, key_added=key_added, config=config, seed=seed, copy=copy,
-                      bulk_scale=bulk_scale, device=device, progress=progress)
+                      bulk_scale=bulk_scale, device=device, progress=progress, zeros=zeros)
 
 # %% ../nbs/23_tl.ipynb #c82525b6
 def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_denoised", config="fast", seed: int = 0,
@@ -116,28 +125,30 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
 # %% ../nbs/23_tl.ipynb #79f6dc6d
 _MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "modelled")}  # mode -> layer scale, var flag
 
-def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, bulk_scale, device, progress):
+def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, bulk_scale, device, progress, zeros=None):
     "Fit scDTL on `adata` and write the results of `mode` under `key_added`: the body of `impute` and `denoise`."
     from scdtl.api import SCDTL
     from scdtl.preprocess import observed
+    from scdtl.api import check_zeros
+    if zeros is not None: check_zeros(zeros)                        # a bad `zeros` fails before the fit
     model = SCDTL(config, seed=seed, device=device, progress=progress)
     obs = observed(adata, layer=layer)                              # validated and log-normalised once
     model._fit(obs, bulk, layer=layer, bulk_scale=bulk_scale)
-    results = _results(model, obs, mode)                            # everything computed before anything is written
+    results = _results(model, obs, mode, zeros)                            # everything computed before anything is written
     adata = adata.copy() if copy else adata
     _write(adata, results, key_added)
     return adata if copy else None
 
-def _layer(model, obs, mode: str):
+def _layer(model, obs, mode: str, zeros):
     "The output layer (CSR float32): imputed log1p_norm, or denoised expected counts beside the observed counts."
-    if mode == "impute": return model._impute(obs)
+    if mode == "impute": return model._impute(obs, zeros=zeros)
     from scdtl.api import _replace_columns
     from scdtl.checks import gene_columns
     from scdtl.preprocess import to_counts
     counts = to_counts(model._denoise(obs, genes=model.genes), obs.obs["scdtl_total"])  # the one way back to counts
     return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, model.genes))
 
-def _results(model, obs, mode: str) -> dict:
+def _results(model, obs, mode: str, zeros=None) -> dict:
     "The output layer of `mode`, latent (if any), gene flags and the `uns` record of a fitted `model` on `obs`."
     from importlib.metadata import version
     import pandas as pd
@@ -146,13 +157,17 @@ def _results(model, obs, mode: str) -> dict:
                genes=list(model.genes), bulk_scale=model.bulk_scale or "none", config=model.config.to_dict(),
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
-    return dict(layer=_layer(model, obs, mode), latent=model._latent(obs) if model.has_latent else None,
+    if mode == "impute": uns["zeros"] = str(zeros)
+    return dict(layer=_layer(model, obs, mode, zeros), latent=model._latent(obs) if model.has_latent else None,
+                dropout=model._dropout_probability(obs) if mode == "impute" else None,
                 flag=flag, modelled=obs.var_names.isin(model.genes), uns=uns)
 
 def _write(adata, r: dict, key: str):
     "Write the results of `_results` into `adata` under `key`."
     from scdtl.checks import set_scale
     adata.layers[key] = r["layer"]
+    if r["dropout"] is not None:
+        adata.layers[f"{key}_dropout"] = r["dropout"]; set_scale(adata, f"layers/{key}_dropout", "probability")
     if r["latent"] is not None: adata.obsm[f"X_{key}"] = r["latent"]
     adata.var[f"{key}_{r['flag']}"] = r["modelled"]
     adata.uns[key] = r["uns"]

@@ -14,8 +14,9 @@ from .nn.dae import binomial_corrupt, mask_nonzero
 from .nn.mmd import mmd
 
 # %% auto #0
-__all__ = ['TrainingError', 'hide_nonzeros', 'fit_phase', 'bulk_imputation_loss', 'sc_dae_loss', 'mmd_loss', 'cluster_loss',
-           'sc_imputation_loss', 'train_bulk', 'pretrain_sc', 'adapt', 'train_imputation', 'train_all']
+__all__ = ['TrainingError', 'hide_nonzeros', 'fit_phase', 'bulk_imputation_loss', 'sc_dae_loss', 'dtl_terms', 'cluster_loss',
+           'dropout_loss', 'sc_imputation_loss', 'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout',
+           'train_imputation', 'train_all']
 
 # %% ../nbs/16_train.ipynb #6a1fb981
 class TrainingError(RuntimeError):
@@ -92,11 +93,11 @@ def sc_dae_loss(net: SCDTLNet, xs, gen, p: float):  # xs: (B, G)
     "sc DAE pretraining: binomial corruption, MSE against the UNcorrupted observed profile."
     return F.mse_loss(net.sc_decoder(net.sc_encoder(binomial_corrupt(xs, p, generator=gen))), xs)
 
-def mmd_loss(net: SCDTLNet, xb, xs, gen, c: Config):
-    "Phase (ii): multi-bandwidth MMD between bulk latents and single-cell latents of corrupted profiles."
-    zb = net.bulk_encoder(hide_nonzeros(xb, c.losses.bulk_mask_rate, gen)[0])
+def dtl_terms(net: SCDTLNet, xb, xs, gen, c: Config) -> dict:  # xb: (B, n_bulk_genes), xs: (B, G)
+    "Phase (ii)'s three terms from ONE corruption and encoding of each batch: bulk imputation, MMD, sc reconstruction."
+    zb = net.bulk_encoder(mask_nonzero(xb, c.losses.bulk_mask_rate, generator=gen))
     zs = net.sc_encoder(binomial_corrupt(xs, c.losses.sc_corrupt_p, generator=gen))
-    return mmd(zb, zs)
+    return dict(bulk=F.mse_loss(net.bulk_imputer(zb), xb), mmd=mmd(zb, zs), sc_rec=F.mse_loss(net.sc_decoder(zs), xs))
 
 # %% ../nbs/16_train.ipynb #1a2fe9b2
 def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
@@ -106,14 +107,25 @@ def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
     return F.mse_loss(y, onehot @ means)
 
 # %% ../nbs/16_train.ipynb #e5f8be18
-def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None):  # xs: (B, G) observed min-max
-    "Phase (iii): error on hidden observed non-zeros + w_zero * output on observed zeros + w_cluster * clustering."
+def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar
+    "MSE on the hidden entries (a zero that keeps the graph when nothing is hidden)."
+    return F.mse_loss(y[hidden], xs[hidden]) if hidden.any() else y.sum() * 0
+
+def dropout_loss(net: SCDTLNet, o: dict, corrupted, hidden):  # outputs, (B, G), bool (B, G) -> scalar
+    "BCE of the dropout head on every zero of the corrupted input: hidden non-zeros are dropouts (1), observed zeros unlabelled (0)."
+    zero = corrupted == 0
+    return F.binary_cross_entropy_with_logits(net.dropout_logits(o)[zero], hidden[zero].to(corrupted.dtype))
+
+def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropout: bool = True):  # xs: (B, G) min-max
+    "Phase (iii): hidden non-zeros (+ w_unet x the U-Net view's) + w_zero x zeros + w_cluster x clustering + w_dropout x head."
     corrupted, hidden = hide_nonzeros(xs, c.losses.self_mask_rate, gen)
-    y = net(corrupted)
-    loss = F.mse_loss(y[hidden], xs[hidden]) if hidden.any() else y.sum() * 0
+    o, l = net.outputs(corrupted), c.losses
+    loss = _hidden_mse(o["y"], xs, hidden)
+    if l.w_unet > 0 and "unet" in o and "bulk" in o: loss = loss + l.w_unet * _hidden_mse(o["unet"], xs, hidden)
     zeros = xs == 0
-    if zeros.any(): loss = loss + c.losses.w_zero * y[zeros].pow(2).mean()
-    if labels is not None and c.losses.w_cluster > 0: loss = loss + c.losses.w_cluster * cluster_loss(y, labels)
+    if zeros.any(): loss = loss + l.w_zero * o["y"][zeros].pow(2).mean()
+    if labels is not None and l.w_cluster > 0: loss = loss + l.w_cluster * cluster_loss(o["y"], labels)
+    if dropout and l.w_dropout > 0: loss = loss + l.w_dropout * dropout_loss(net, o, corrupted, hidden)
     return loss
 
 # %% ../nbs/16_train.ipynb #d37484ce
@@ -142,9 +154,8 @@ def pretrain_sc(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, progres
 # %% ../nbs/16_train.ipynb #f11bbe3b
 def _dtl_loss(net, xb, xs, gen, c: Config):
     "Phase (ii) objective: w_bulk * bulk imputation + w_mmd * MMD + w_sc_rec * sc reconstruction."
-    l = c.losses
-    return (l.w_bulk * bulk_imputation_loss(net, xb, gen, l.bulk_mask_rate) + l.w_mmd * mmd_loss(net, xb, xs, gen, c)
-            + l.w_sc_rec * sc_dae_loss(net, xs, gen, l.sc_corrupt_p))
+    t, l = dtl_terms(net, xb, xs, gen, c), c.losses
+    return l.w_bulk * t["bulk"] + l.w_mmd * t["mmd"] + l.w_sc_rec * t["sc_rec"]
 
 def adapt(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, gen, progress=True) -> list[dict]:
     "Phase (ii): domain adaptation of the sc latent onto the bulk latent, updating both encoders."
@@ -161,20 +172,32 @@ def adapt(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, 
 def _imputation_groups(net: SCDTLNet, config: Config) -> list[dict]:
     "Optimiser parameter groups for phase (iii): new parts at the full rate, transferred parts scaled down."
     s = config.schedule
-    new = _params(*[m for m in (getattr(net, "unet", None), getattr(net, "fusion", None)) if m is not None])
-    groups = [dict(params=new)] if new else []
+    new = [getattr(net, "unet", None), getattr(net, "fusion", None), net.dropout_head]
+    if not net.use_bulk and config.ablation.cell_context: new.append(net.sc_encoder)   # the U-Net's context, trained here
+    groups = [dict(params=_params(*[m for m in new if m is not None]))]
     if net.use_bulk: groups.append(dict(params=_params(net.sc_encoder, net.bulk_imputer), lr=s.lr * s.transfer_lr_scale))
     return groups
 
+@torch.no_grad()
+def calibrate_dropout(net: SCDTLNet, xs_val, config: Config) -> float:  # xs_val: (n_val, G) min-max
+    "Set the dropout head's c = P(labelled | dropout): its mean output on the hidden non-zeros of the validation cells."
+    net.eval()
+    corrupted, hidden = hide_nonzeros(xs_val, config.losses.self_mask_rate, _replay(5))
+    g = torch.sigmoid(net.dropout_logits(net.outputs(corrupted)))
+    net.dropout_head.calibration.fill_(float(g[hidden].mean()) if hidden.any() else 1.0)
+    return float(net.dropout_head.calibration)
+
 def train_imputation(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, labels_train=None, labels_val=None,
                      progress=True) -> list[dict]:
-    "Phase (iii): single-cell imputation (reconstruction of hidden observed values + clustering loss)."
+    "Phase (iii): single-cell imputation (hidden observed values, clustering, dropout head), then the head's calibration."
     s = config.schedule
     lab = lambda l, i=None: None if l is None else (l if i is None else l[i])
-    return fit_phase("(iii) sc imputation", net, _imputation_groups(net, config),
+    hist = fit_phase("(iii) sc imputation", net, _imputation_groups(net, config),
                      lambda i: sc_imputation_loss(net, xs_train[i], gen, config, lab(labels_train, i)),
-                     lambda: sc_imputation_loss(net, xs_val, _replay(4), config, lab(labels_val)),
+                     lambda: sc_imputation_loss(net, xs_val, _replay(4), config, lab(labels_val), dropout=False),
                      n_train=len(xs_train), schedule=s, max_epochs=s.max_epochs_sc, gen=gen, progress=progress)
+    if config.losses.w_dropout > 0: calibrate_dropout(net, xs_val, config)
+    return hist
 
 # %% ../nbs/16_train.ipynb #5779b369
 def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, seed: int = 0,

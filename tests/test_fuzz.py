@@ -765,7 +765,7 @@ def run_impute(test, case, adata, bulk, *, allow, kwargs=None, warn=WARN_COUNTS,
     before_a = adata.copy() if adata is not None else None
     before_b = bulk.copy() if bulk is not None else None
     key = kwargs.get("key_added", "scdtl")
-    added = (key, f"X_{key}", f"{key}_imputed", "scdtl_scales")
+    added = (key, f"{key}_dropout", f"X_{key}", f"{key}_imputed", "scdtl_scales")
     def changed():
         out = []
         if adata is not None:

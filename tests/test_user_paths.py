@@ -9,7 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["h5ad", "10x_mtx", "10x_h5", "csv_cells_x_genes", "csv_genes_x_cells", "tsv_gz_genes_x_cells"]
 TINY = ("from scdtl.config import get_config, Architecture, Schedule\n"
         "TINY = get_config('fast', name='tiny', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8),"
-        " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n")
+        " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n"
+        "TINY_UNET = get_config('unet', name='tiny_unet', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8,"
+        " unet_channels=(4, 8), n_identity=2), schedule=TINY.schedule)\n")
 
 
 def tiny_pair_code(folder: Path, pair) -> str:
@@ -172,6 +174,40 @@ print('ROUNDTRIP OK')
     assert r.returncode == 0 and "ROUNDTRIP OK" in r.stdout, r.stderr[-3000:]
 
 
+def test_tl_impute_zeros_and_dropout_layer(tmp_path, pair):
+    "`tl.impute(zeros=t)` keeps the zeros the dropout head calls true; the probability layer round-trips through h5ad."
+    r = python(tiny_pair_code(tmp_path, pair) + """
+import scipy.sparse as sp
+fill = scdtl.tl.impute(a, b, config=TINY, progress=False, copy=True, zeros='fill')
+half = scdtl.tl.impute(a, b, config=TINY, progress=False, copy=True, zeros=0.5)
+half.write_h5ad('h.h5ad'); r = ad.read_h5ad('h.h5ad')
+P, Y, F = r.layers['scdtl_dropout'], r.layers['scdtl'].toarray(), fill.layers['scdtl'].toarray()
+assert sp.issparse(P) and P.shape == r.shape and r.uns['scdtl_scales']['layers']['scdtl_dropout'] == 'probability'
+P = P.toarray(); assert ((P >= 0) & (P <= 1)).all() and r.uns['scdtl']['zeros'] == '0.5'
+m = r.var['scdtl_imputed'].to_numpy(bool); zero = a.X.toarray() == 0
+assert P[:, ~m].max() == 0 and P[~zero].max() == 0                   # only observed zeros of modelled genes
+keep = zero & m[None] & (P < 0.5)
+assert keep.sum() > 0 and Y[keep].max() == 0 and (F[keep] > 0).mean() > 0.9   # kept at zero; 'fill' filled them
+assert np.array_equal(Y[~keep], F[~keep])                            # everything else as with 'fill'
+try: scdtl.tl.impute(a, b, config=TINY, progress=False, zeros='keep'); raise SystemExit('accepted a bad zeros')
+except scdtl.checks.InputError as e: assert 'zeros must be' in str(e)
+print('ZEROS OK')
+""", cwd=tmp_path)
+    assert r.returncode == 0 and "ZEROS OK" in r.stdout, r.stderr[-3000:]
+
+
+def test_cli_impute_zeros(tmp_path, pair):
+    "`scdtl impute --zeros expected` runs; a bad --zeros is refused by the parser with the fix, before any work."
+    sc, bulk = pair
+    src, b = write_sc(sc, "h5ad", tmp_path), write_bulk(bulk, "counts", tmp_path)
+    out = tmp_path / "exp.h5ad"
+    r = run([SCDTL, "impute", str(src), "--bulk", str(b), "-o", str(out), "--zeros", "expected", "--quiet"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_output(out, sc.n_obs, sc.n_vars)
+    bad = run([SCDTL, "impute", str(src), "--bulk", str(b), "-o", str(tmp_path / "x.h5ad"), "--zeros", "2"], cwd=tmp_path)
+    assert bad.returncode == 2 and "zeros must be" in bad.stderr and not (tmp_path / "x.h5ad").exists()
+
+
 def test_tl_denoise_writes_expected_counts(tmp_path, pair):
     "`tl.denoise` writes expected counts at the observed depth: h5ad round trip, scale record, unmodelled genes exact."
     code = tiny_pair_code(tmp_path, pair)
@@ -201,18 +237,23 @@ print('DENOISE OK')
     assert sha256(tmp_path / "sc.h5ad") == before
 
 
-def test_save_load_in_a_new_process(tmp_path, pair):
-    "A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save)."
-    fit = python(tiny_pair_code(tmp_path, pair) + """
-m = scdtl.SCDTL(TINY, progress=False).fit(a, b)
-m.save('model.pt'); np.save('y.npy', m.impute(a).toarray()); np.save('z.npy', m.latent(a))
+@pytest.mark.parametrize("config", ["TINY", "TINY_UNET"])
+def test_save_load_in_a_new_process(tmp_path, pair, config):
+    """A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save);
+    with the gene-aware U-Net, its gene order comes back with the weights."""
+    fit = python(tiny_pair_code(tmp_path, pair) + f"""
+m = scdtl.SCDTL({config}, progress=False).fit(a, b)
+m.save('model.pt'); np.save('y.npy', m.impute(a, zeros=0.5).toarray()); np.save('z.npy', m.latent(a))
+if {config} is TINY_UNET: np.save('order.npy', m.net.unet.order.numpy()); assert (m.net.unet.order.numpy() != np.arange(len(m.genes))).any()
 """, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
     load = python("""
 import anndata as ad, numpy as np, scdtl
 m = scdtl.SCDTL.load('model.pt', progress=False)
 a = ad.read_h5ad('sc.h5ad')
-assert m.is_fitted and np.array_equal(m.impute(a).toarray(), np.load('y.npy')) and np.array_equal(m.latent(a), np.load('z.npy'))
+assert m.is_fitted and np.array_equal(m.impute(a, zeros=0.5).toarray(), np.load('y.npy')) and np.array_equal(m.latent(a), np.load('z.npy'))
+import os
+if os.path.exists('order.npy'): assert np.array_equal(m.net.unet.order.numpy(), np.load('order.npy'))
 print('LOAD OK')
 """, cwd=tmp_path)
     assert load.returncode == 0 and "LOAD OK" in load.stdout, load.stderr[-3000:]

@@ -34,9 +34,10 @@ def check_no_errors(grid: pd.DataFrame):
 
 
 def method_colors(methods) -> dict:
-    "One colour per method, the same in every figure: tab10 over the registry, scDTL denoise a darker scDTL."
+    "One colour per method, the same in every figure: tab10 over the registry, scDTL fill / denoise lighter / darker scDTL."
     import seaborn as sns
     from scdtl.benchmark import METHODS
     colors = dict(zip(METHODS, sns.color_palette("tab10", len(METHODS))))
     colors["scDTL denoise"] = tuple(0.6 * c for c in colors["scDTL"])
+    colors["scDTL fill"] = tuple(c + 0.5 * (1 - c) for c in colors["scDTL"])
     return {m: colors.get(m, (0.5, 0.5, 0.5)) for m in methods}

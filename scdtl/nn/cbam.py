@@ -9,7 +9,7 @@ from torch import nn
 from ..checks import InputError
 
 # %% auto #0
-__all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'CBAMFusion']
+__all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'CBAMFusion', 'ResidualFusion']
 
 # %% ../../nbs/13_nn_cbam.ipynb #57159881
 class ChannelAttention(nn.Module):
@@ -71,3 +71,19 @@ class CBAMFusion(nn.Module):
             refined, att = self.cbam(torch.stack(views, dim=1), return_attention=True)
             out = _FUSION_OUT[self.out_activation](self.proj(refined))[:, 0]
         return (out, att) if return_attention else out
+
+# %% ../../nbs/13_nn_cbam.ipynb #bd5a1a9d
+class ResidualFusion(nn.Module):
+    "base (B, G), other (B, G) -> base + alpha * Ms * (other - base), clamped to [0, 1]; alpha (G,) starts at 0."
+    def __init__(self, n_genes: int, *, reduction: int = 16, kernel_size: int = 7):
+        super().__init__()
+        self.cbam = CBAM(2, reduction=reduction, kernel_size=kernel_size)
+        self.alpha = nn.Parameter(torch.zeros(n_genes))          # per-gene strength of the correction
+
+    def forward(self, base: torch.Tensor, other: torch.Tensor, *, return_attention: bool = False):  # (B,G) x 2 -> (B,G)
+        if base.shape != other.shape or base.ndim != 2:
+            raise InputError(f"ResidualFusion expects two views of equal shape (B, G), got {tuple(base.shape)} and {tuple(other.shape)}.")
+        _, att = self.cbam(torch.stack([base, other], dim=1), return_attention=True)
+        gate = self.alpha * att["spatial"][:, 0]                 # (B, G): how far to move toward `other`
+        out = (base + gate * (other - base)).clamp(0, 1)
+        return (out, {**att, "gate": gate}) if return_attention else out

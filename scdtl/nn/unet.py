@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 import torch
+import numpy as np
 import torch.nn.functional as F
+from scipy.cluster import hierarchy
 from torch import nn
 from ..checks import InputError
 
 # %% auto #0
-__all__ = ['UNet1D', 'n_conv_layers']
+__all__ = ['UNet1D', 'n_conv_layers', 'module_order', 'GeneUNet']
 
 # %% ../../nbs/12_nn_unet.ipynb #3b930516
 _ACT = {"leaky_relu": partial(nn.LeakyReLU, 0.1), "relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # inside the blocks
@@ -28,34 +30,79 @@ def _level(c_in: int, c_out: int, k: int, act: str, stride: int = 1) -> nn.Seque
 
 # %% ../../nbs/12_nn_unet.ipynb #5ff7faee
 class UNet1D(nn.Module):
-    "Cells (B, G) or (B, 1, G) -> (B, G): a U-Net over the gene axis with concatenated skips; any G."
-    def __init__(self, *, channels: Sequence[int] = (16, 32, 64, 128), kernel_size: int = 3,
-                 activation: str = "leaky_relu", out_activation: str | None = "sigmoid"):  # paper: 16-32-64-128
+    "Cells (B, G) or (B, C_in, G) [+ context (B, n_context)] -> (B, G): a U-Net over the gene axis with concatenated skips; any G."
+    def __init__(self, *, channels: Sequence[int] = (16, 32, 64, 128), kernel_size: int = 3, in_channels: int = 1,
+                 n_context: int = 0, activation: str = "leaky_relu", out_activation: str | None = "sigmoid"):  # paper: 16-32-64-128
         super().__init__()
         if kernel_size % 2 == 0: raise InputError(f"kernel_size must be odd so that lengths halve exactly, got {kernel_size}.")
         if activation not in _ACT or out_activation not in _OUT:
             raise InputError(f"activation must be one of {list(_ACT)} and out_activation one of {list(_OUT)}.")
         c, k, pairs = channels, kernel_size, list(zip(channels, channels[1:]))
-        self.stem = _level(1, c[0], k, activation)
+        self.in_channels, self.n_context = in_channels, n_context
+        self.stem = _level(in_channels, c[0], k, activation)
         self.downs = nn.ModuleList(_level(a, b, k, activation, stride=2) for a, b in pairs)
         self.ups = nn.ModuleList(nn.ConvTranspose1d(b, a, 2, stride=2) for a, b in pairs)
         self.merges = nn.ModuleList(_level(2 * a, a, k, activation) for a, b in pairs)
         self.head = nn.Sequential(nn.Conv1d(c[0], 1, 1), _OUT[out_activation]())
+        self.film = nn.Linear(n_context, 2 * c[-1]) if n_context else None   # FiLM at the bottleneck: scale and shift
+        if self.film is not None: nn.init.zeros_(self.film.weight); nn.init.zeros_(self.film.bias)  # starts as identity
         self.multiple = 2 ** len(pairs)                              # the padded length must divide by this
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,G) or (B,1,G) -> (B,G)
-        if not (x.ndim == 2 or (x.ndim == 3 and x.shape[1] == 1)):
-            raise InputError(f"UNet1D expects cells x genes (B, G) or (B, 1, G), got shape {tuple(x.shape)}.")
-        h = x.reshape(len(x), 1, -1)
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:  # (B,[C,]G) [, (B,n)] -> (B,G)
+        h = _as_channels(x, self.in_channels)
         G = h.shape[-1]
         skips = [self.stem(F.pad(h, (0, -G % self.multiple)))]       # zero-pad genes on the right
         for down in self.downs: skips.append(down(skips[-1]))
         h = skips.pop()
+        if self.film is not None: h = _film(h, self.film, context)
         for up, merge in zip(reversed(self.ups), reversed(self.merges)):
             h = merge(torch.cat([up(h), skips.pop()], dim=1))        # concatenated skip connection
         return self.head(h)[:, 0, :G]                                # crop back to G genes
+
+def _as_channels(x: torch.Tensor, c: int) -> torch.Tensor:  # (B,G) or (B,c,G) -> (B,c,G)
+    "`x` as a (B, c, G) signal, or an `InputError` naming the expected shapes."
+    if x.ndim == 2 and c == 1: return x[:, None]
+    if x.ndim == 3 and x.shape[1] == c: return x
+    raise InputError(f"UNet1D expects cells x genes (B, G) or (B, {c}, G), got shape {tuple(x.shape)}.")
+
+def _film(h: torch.Tensor, film: nn.Linear, context: torch.Tensor | None) -> torch.Tensor:  # (B,C,L), (B,n) -> (B,C,L)
+    "Feature-wise modulation of `h` by the cell's context: h * (1 + gamma) + beta."
+    if context is None: raise InputError("this U-Net was built with n_context > 0: pass the cell context (B, n_context)")
+    gamma, beta = film(context).chunk(2, dim=-1)
+    return h * (1 + gamma[..., None]) + beta[..., None]
 
 # %% ../../nbs/12_nn_unet.ipynb #5315399d
 def n_conv_layers(model: nn.Module) -> int:
     "The number of convolution layers (Conv1d and ConvTranspose1d) in `model`."
     return sum(isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)) for m in model.modules())
+
+# %% ../../nbs/12_nn_unet.ipynb #76a240e0
+def module_order(x: np.ndarray) -> np.ndarray:  # (samples, genes) -> (genes,) permutation
+    "Genes in the leaf order of an average-linkage clustering by correlation: co-expression modules become contiguous."
+    z = x - x.mean(0)
+    norm = np.linalg.norm(z, axis=0)
+    z = z / np.where(norm > 0, norm, 1)                          # unit columns: distance^2 = 2 (1 - correlation)
+    return hierarchy.leaves_list(hierarchy.linkage(z.T, method="average", metric="euclidean"))
+
+# %% ../../nbs/12_nn_unet.ipynb #f92d2f36
+class GeneUNet(nn.Module):
+    "Cells (B, C, G) [+ context (B, n_context)] -> (B, G) logits: a `UNet1D` along a stored gene order, with gene identity."
+    def __init__(self, n_genes: int, *, channels: Sequence[int] = (16, 32, 64, 128), in_channels: int = 1,
+                 n_identity: int = 4, n_context: int = 0, order=None):
+        super().__init__()
+        self.n_identity = n_identity
+        self.unet = UNet1D(channels=channels, in_channels=in_channels + n_identity, n_context=n_context,
+                           out_activation=None)
+        if n_identity:                                           # (n_identity, G) channels, per-gene output affine
+            self.identity = nn.Parameter(0.1 * torch.randn(n_identity, n_genes))
+            self.scale, self.bias = nn.Parameter(torch.ones(n_genes)), nn.Parameter(torch.zeros(n_genes))
+        order = torch.arange(n_genes) if order is None else torch.as_tensor(np.asarray(order), dtype=torch.long)
+        if sorted(order.tolist()) != list(range(n_genes)): raise InputError(f"order must be a permutation of {n_genes} genes")
+        self.register_buffer("order", order)                     # saved with the weights
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:  # (B,C,G) [, (B,n)] -> (B,G)
+        h = _as_channels(x, self.unet.in_channels - self.n_identity)[..., self.order]
+        if self.n_identity: h = torch.cat([h, self.identity[:, self.order][None].expand(len(h), -1, -1)], dim=1)
+        y = self.unet(h, context)                                # (B, G) in the stored order
+        y = torch.empty_like(y).index_copy(1, self.order, y)     # back in gene order
+        return y * self.scale + self.bias if self.n_identity else y
