@@ -110,7 +110,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale) -> SCDTL:  # 
     labels = (None, None)
     if c.losses.w_cluster > 0:
         cl = leiden_clusters(x, resolution=c.losses.n_clusters_resolution, seed=self.seed)
-        labels = _split_tensors(torch.as_tensor(cl), self.split)
+        labels = _split_tensors(torch.as_tensor(cl, device=self.device), self.split)   # beside the outputs (CUDA)
     xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
     self.history = [h for h in self.history if h["phase"].startswith("(i)")] + train_all(
         self.net, *xb, *_split_tensors(xs, self.split), config=c, seed=self.seed, labels_train=labels[0],
