@@ -39,8 +39,8 @@ clean-venv:
 
 # The paper's figures and tables: the benchmark grid (held-out, MCV and null tasks, every method in a fresh worker
 # process, WORKERS at a time with one thread each) and the ablations through the CLI, then every notebook of nbs/paper
-# through papermill (THREADS threads each). PROFILE=standard: 66 min on this 2-core machine (/usr/bin/time make figures
-# PROFILE=standard, figures/time_figures_standard.txt: grid 39 min, ablations 20, notebooks 7; the 45-minute goal is not
+# through papermill (THREADS threads each). PROFILE=standard: 98 min on this 2-core machine (/usr/bin/time make figures
+# PROFILE=standard, figures/time_figures_standard.txt: grid 41 min, ablations 47 (eight U-Net variants x 3 seeds), notebooks 10; the 45-minute goal is not
 # met, see the README); PROFILE=smoke checks the route in minutes with tiny networks;
 # PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed notebooks in
 # figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are relative to
