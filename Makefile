@@ -79,7 +79,7 @@ figures-other: $(STAMP)
 	$(call paper_nb,fig6_trajectory) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
 
 # After every model change: the quick profile (the real preset on the smallest CellBench set, one task per protocol,
-# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (109 s here). Its ablations:
+# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (118 s here, three scDTL outputs). Its ablations:
 # `make quick-ablation` (184 s here; the U-Net variants train longest).
 quick: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
