@@ -194,7 +194,18 @@ def _impute(self: SCDTL, obs: ad.AnnData, genes=None, *, zeros=DEFAULT_ZEROS) ->
     "`impute` on counts already through `observed`."
     check_zeros(zeros)                                                 # a bad `zeros` fails before any work
     cols, block, estimate, p = _reconstruction(self, obs, dropout=True)
-    out = _replace_columns(obs.layers["log1p_norm"].tocsr(), np.where(block > 0, block, _fill(estimate, p, zeros)), cols)
+    return _pick(_imputed(obs, cols, block, estimate, p, zeros), obs, genes)
+
+def _imputed(obs, cols, block, estimate, p, zeros) -> sp.csr_matrix:  # `_reconstruction(dropout=True)` -> (n_obs, n_vars)
+    "The observed log1p_norm values, the modelled genes' zeros filled as `zeros` says."
+    return _replace_columns(obs.layers["log1p_norm"].tocsr(), np.where(block > 0, block, _fill(estimate, p, zeros)), cols)
+
+def _dropout_layer(obs, cols, p) -> sp.csr_matrix:  # (G,), (n_obs, G) -> (n_obs, n_vars)
+    "P(dropout) at the modelled genes' columns, 0 elsewhere."
+    return _replace_columns(sp.csr_matrix(obs.shape, dtype=np.float32), p, cols)
+
+def _pick(out, obs, genes):
+    "The columns of `out` for `genes` (all when None)."
     return out if genes is None else out[:, gene_columns(obs.var_names, list(genes))]
 
 @patch
@@ -207,8 +218,7 @@ def dropout_probability(self: SCDTL, adata: ad.AnnData, *, genes=None) -> sp.csr
 def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_matrix:  # obs: from `observed`
     "`dropout_probability` on counts already through `observed`."
     cols, _, _, p = _reconstruction(self, obs, dropout=True)
-    out = _replace_columns(sp.csr_matrix(obs.shape, dtype=np.float32), p, cols)
-    return out if genes is None else out[:, gene_columns(obs.var_names, list(genes))]
+    return _pick(_dropout_layer(obs, cols, p), obs, genes)
 
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
@@ -222,7 +232,7 @@ def _denoise(self: SCDTL, obs: ad.AnnData, genes=None) -> np.ndarray:  # obs: fr
     "`denoise` on counts already through `observed`."
     cols, _, estimate = _reconstruction(self, obs)
     out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
-    return to_dense(out if genes is None else out[:, gene_columns(obs.var_names, list(genes))], np.float32)
+    return to_dense(_pick(out, obs, genes), np.float32)
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
 @patch

@@ -134,8 +134,8 @@ def cmd_datasets(args) -> int:
 # %% ../nbs/22_cli.ipynb #3a5eac52
 def _zeros(text: str):
     "The --zeros argument: a mode name or a probability threshold."
-    from scdtl.api import check_zeros
-    value = text if text in ("fill", "expected") else float(text) if text.replace(".", "", 1).isdigit() else text
+    from scdtl.api import ZEROS, check_zeros
+    value = text if text in ZEROS else float(text) if text.replace(".", "", 1).isdigit() else text
     try: check_zeros(value)
     except ValueError as e: raise argparse.ArgumentTypeError(str(e)) from None
     return value

@@ -127,26 +127,27 @@ _MODES = {"impute": ("log1p_norm", "imputed"), "denoise": ("expected_counts", "m
 
 def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, bulk_scale, device, progress, zeros=None):
     "Fit scDTL on `adata` and write the results of `mode` under `key_added`: the body of `impute` and `denoise`."
-    from scdtl.api import SCDTL
+    from scdtl.api import SCDTL, check_zeros
     from scdtl.preprocess import observed
-    from scdtl.api import check_zeros
     if zeros is not None: check_zeros(zeros)                        # a bad `zeros` fails before the fit
     model = SCDTL(config, seed=seed, device=device, progress=progress)
     obs = observed(adata, layer=layer)                              # validated and log-normalised once
     model._fit(obs, bulk, layer=layer, bulk_scale=bulk_scale)
-    results = _results(model, obs, mode, zeros)                            # everything computed before anything is written
+    results = _results(model, obs, mode, zeros)                     # everything computed before anything is written
     adata = adata.copy() if copy else adata
     _write(adata, results, key_added)
     return adata if copy else None
 
-def _layer(model, obs, mode: str, zeros):
-    "The output layer (CSR float32): imputed log1p_norm, or denoised expected counts beside the observed counts."
-    if mode == "impute": return model._impute(obs, zeros=zeros)
-    from scdtl.api import _replace_columns
+def _layers(model, obs, mode: str, zeros) -> tuple:
+    "The output layer (CSR float32: imputed log1p_norm, or denoised expected counts) and P(dropout) (impute; one pass)."
+    from scdtl.api import _replace_columns, _reconstruction, _imputed, _dropout_layer
+    if mode == "impute":
+        cols, block, estimate, p = _reconstruction(model, obs, dropout=True)
+        return _imputed(obs, cols, block, estimate, p, zeros), _dropout_layer(obs, cols, p)
     from scdtl.checks import gene_columns
     from scdtl.preprocess import to_counts
     counts = to_counts(model._denoise(obs, genes=model.genes), obs.obs["scdtl_total"])  # the one way back to counts
-    return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, model.genes))
+    return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, model.genes)), None
 
 def _results(model, obs, mode: str, zeros=None) -> dict:
     "The output layer of `mode`, latent (if any), gene flags and the `uns` record of a fitted `model` on `obs`."
@@ -158,8 +159,8 @@ def _results(model, obs, mode: str, zeros=None) -> dict:
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
     if mode == "impute": uns["zeros"] = str(zeros)
-    return dict(layer=_layer(model, obs, mode, zeros), latent=model._latent(obs) if model.has_latent else None,
-                dropout=model._dropout_probability(obs) if mode == "impute" else None,
+    layer, dropout = _layers(model, obs, mode, zeros)
+    return dict(layer=layer, dropout=dropout, latent=model._latent(obs) if model.has_latent else None,
                 flag=flag, modelled=obs.var_names.isin(model.genes), uns=uns)
 
 def _write(adata, r: dict, key: str):
