@@ -13,13 +13,16 @@ from . import __version__
 from .checks import InputError, to_dense, gene_columns
 from .config import Config, get_config
 from .preprocess import observed, bulk_log, shared_hvgs, fit_split, MinMaxScaler
-from .metrics import leiden_clusters
+from .metrics import leiden_labels
 from .model import BulkDAE, SCDTLNet, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
-from .train import train_bulk, train_all
+from .train import Run, train_bulk, train_all
+from .checkpoint import Checkpointer
+from . import distributed
 
 # %% auto #0
-__all__ = ['MIN_FIT_CELLS', 'PREDICT_BATCH', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT', 'SCDTL', 'check_zeros']
+__all__ = ['MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT', 'SparseRows',
+           'SCDTL', 'distributed_current', 'check_zeros']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -27,6 +30,13 @@ def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, 
 def _split_tensors(x: torch.Tensor, split: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     "The training and validation rows of `x`."
     return x[torch.as_tensor(split == "train")], x[torch.as_tensor(split == "val")]
+
+class SparseRows:
+    "Rows of a sparse (cells, genes) matrix, min-max scaled and densified one batch at a time: `rows[idx]` -> (B, G)."
+    def __init__(self, X: sp.csr_matrix, scaler: MinMaxScaler, device):
+        self.X, self.scaler, self.device = X.tocsr(), scaler, device
+    def __len__(self) -> int: return self.X.shape[0]
+    def __getitem__(self, idx) -> torch.Tensor: return _to_tensor(self.scaler.transform(self.X[np.asarray(idx)]), self.device)
 
 # %% ../nbs/20_api.ipynb #adae0e5a
 class SCDTL:
@@ -56,7 +66,8 @@ class SCDTL:
 
 # %% ../nbs/20_api.ipynb #dda88ab9
 @patch
-def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = None, layer: str | None = None) -> SCDTL:
+def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = None, layer: str | None = None,
+                  checkpoint_dir=None, checkpoint_every: int = 500) -> SCDTL:
     "Phase (i): train the bulk DAE / imputer on a bulk panel (samples x genes); reusable for many single-cell sets."
     if not self.config.ablation.transfers:
         raise InputError("this configuration does not transfer from bulk (use_bulk or transfer is False): nothing to pretrain")
@@ -66,9 +77,29 @@ def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = Non
     self.bulk_x = _to_tensor(self.bulk_scaler.transform(x), self.device)  # min-max [0, 1], all bulk genes
     torch.manual_seed(self.seed)
     self.bulk_dae, self.net = BulkDAE(x.shape[1], self.config).to(self.device), None
+    run = _run(self, checkpoint_dir, checkpoint_every, False, bulk=_fingerprint(x))  # small: every rank runs it whole
     self.history = train_bulk(self.bulk_dae, *_split_tensors(self.bulk_x, self.bulk_split), config=self.config,
-                              gen=torch.Generator().manual_seed(self.seed), progress=self.progress)
+                              gen=torch.Generator().manual_seed(self.seed), progress=self.progress, run=run)
     return self
+
+def _fingerprint(X) -> dict:  # (rows, genes) dense or sparse
+    "What ties a checkpoint to its data: shape, stored entries and sum."
+    return dict(shape=list(X.shape), nnz=int(X.nnz if sp.issparse(X) else np.count_nonzero(X)), sum=float(X.sum()))
+
+def _run(self: SCDTL, checkpoint_dir, every: int, distributed: bool, **fingerprint) -> Run:
+    "Checkpoints (rank 0 writes) and this rank's place in a torchrun process group, as `fit` was asked."
+    d = distributed_current(self) if distributed else None
+    main = d.main if d else not (torch.distributed.is_initialized() and torch.distributed.get_rank() > 0)
+    ck = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, every=every, write=main, fingerprint=dict(
+        seed=self.seed, config=self.config.to_dict(), world=d.world if d else 1, **fingerprint))
+    return Run(ck, d)
+
+def distributed_current(self: SCDTL) -> distributed.Distributed:
+    "This rank's `Distributed`; `InputError` when no process group was started."
+    d = distributed.current(self.device)
+    if d is None: raise InputError("distributed=True needs a process group: launch with `torchrun --nproc_per_node=N -m "
+                                   "scdtl.cli fit ... --distributed`, or call fit inside scdtl.distributed.process_group()")
+    return d
 
 # %% ../nbs/20_api.ipynb #c806f9c6
 def _check_bulk_ready(self: SCDTL):
@@ -84,38 +115,48 @@ def _check_bulk_ready(self: SCDTL):
 # %% ../nbs/20_api.ipynb #7be1448e
 @patch
 def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer: str | None = None,
-        bulk_scale: str | None = None) -> SCDTL:
+        bulk_scale: str | None = None, checkpoint_dir=None, checkpoint_every: int = 500, distributed: bool = False) -> SCDTL:
     "Train phases (ii) and (iii) on the raw counts of `adata` (`.X` or `layer`); `bulk` runs phase (i) first."
-    return self._fit(observed(adata, layer=layer), bulk, layer=layer, bulk_scale=bulk_scale)
+    return self._fit(observed(adata, layer=layer), bulk, layer=layer, bulk_scale=bulk_scale, checkpoint_dir=checkpoint_dir,
+                     checkpoint_every=checkpoint_every, distributed=distributed)
 
 MIN_FIT_CELLS = 60  # below this, warn: a gene-mean fill imputed as well or better (measured, see below)
 
 @patch
-def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale) -> SCDTL:  # obs: from `observed`
+def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_dir=None, checkpoint_every: int = 500,
+         distributed: bool = False) -> SCDTL:  # obs: from `observed`
     "`fit` on counts already through `observed` (so `tl.impute` log-normalises them once)."
     c = self.config
     if obs.n_obs < MIN_FIT_CELLS:
         warnings.warn(f"fitting scDTL on {obs.n_obs} cells: below {MIN_FIT_CELLS} cells a network is not better than "
                       "filling each zero with its gene's mean (measured on CellBench: 40 cells tie, 20 cells lose by "
                       "0.13 held-out PCC); consider scdtl.baselines.gene_mean, or pool more cells", stacklevel=3)
-    if bulk is not None and c.ablation.transfers: self.pretrain_bulk(bulk, bulk_scale=bulk_scale)
+    if bulk is not None and c.ablation.transfers:
+        self.pretrain_bulk(bulk, bulk_scale=bulk_scale, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     elif bulk is not None: self.bulk_genes = list(map(str, bulk.var_names))  # genes chosen as with bulk, no bulk model
     _check_bulk_ready(self)
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)
     self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
-    x = to_dense(obs[:, self.genes].layers["log1p_norm"], np.float32)
-    self.sc_scaler = MinMaxScaler().fit(x[self.split == "train"])
-    xs = _to_tensor(self.sc_scaler.transform(x), self.device)
-    self.net = _build_net(self, order=_gene_order(self, x))
+    X = obs[:, self.genes].layers["log1p_norm"].tocsr()                              # (cells, G): sparse, never densified whole
+    train, val = np.flatnonzero(self.split == "train"), _val_rows(self.split, c.schedule.max_val_cells, self.seed)
+    self.sc_scaler = MinMaxScaler().fit(X[train])
+    self.net = _build_net(self, order=_gene_order(self, X[train]))
     labels = (None, None)
     if c.losses.w_cluster > 0:
-        cl = leiden_clusters(x, resolution=c.losses.n_clusters_resolution, seed=self.seed)
-        labels = _split_tensors(torch.as_tensor(cl, device=self.device), self.split)   # beside the outputs (CUDA)
+        cl = torch.as_tensor(leiden_labels(X, resolution=c.losses.n_clusters_resolution, seed=self.seed), device=self.device)
+        labels = cl[train], cl[val]                                                # beside the outputs (CUDA)
     xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
+    run = _run(self, checkpoint_dir, checkpoint_every, distributed, cells=_fingerprint(X))
     self.history = [h for h in self.history if h["phase"].startswith("(i)")] + train_all(
-        self.net, *xb, *_split_tensors(xs, self.split), config=c, seed=self.seed, labels_train=labels[0],
-        labels_val=labels[1], progress=self.progress)
+        self.net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
+        _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=self.seed, labels_train=labels[0],
+        labels_val=labels[1], progress=self.progress, run=run)
     return self
+
+def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
+    "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."
+    val = np.flatnonzero(split == "val")
+    return val if len(val) <= max_cells else np.sort(np.random.default_rng(seed).choice(val, max_cells, replace=False))
 
 # %% ../nbs/20_api.ipynb #270327ed
 def _build_net(self: SCDTL, order=None) -> SCDTLNet:
@@ -130,11 +171,16 @@ def _bulk_columns(self: SCDTL) -> list[int]:
     pos = {g: i for i, g in enumerate(self.bulk_genes)}
     return [pos[g] for g in self.genes]
 
-def _gene_order(self: SCDTL, x: np.ndarray) -> np.ndarray | None:  # x: (cells, genes) observed log1p_norm
+ORDER_CELLS = 10_000  # the observed gene order reads at most this many training cells (a seeded subsample)
+
+def _gene_order(self: SCDTL, X) -> np.ndarray | None:  # X: (training cells, genes) observed log1p_norm, sparse
     "The U-Net's gene order: co-expression modules of the bulk panel's training samples, or of the observed training cells."
     how = self.config.ablation.gene_order
     if not self.config.ablation.use_unet or how == "none": return None
-    if how == "observed": return module_order(x[self.split == "train"])
+    if how == "observed":
+        rows = np.arange(X.shape[0]) if X.shape[0] <= ORDER_CELLS else \
+            np.sort(np.random.default_rng(self.seed).choice(X.shape[0], ORDER_CELLS, replace=False))
+        return module_order(to_dense(X[rows], np.float32))
     if self.bulk_x is None:
         raise InputError("gene_order='bulk' needs the bulk panel's values (this configuration trains no bulk model): "
                          "use Ablation(gene_order='observed')")
@@ -145,7 +191,12 @@ def _check_fitted(self: SCDTL):
     if not self.is_fitted: raise InputError("the model is not fitted: call fit(adata, bulk) first")
 
 # %% ../nbs/20_api.ipynb #c9c44514
-PREDICT_BATCH = 256  # cells per forward pass at inference; memory only (rows are independent in eval mode)
+PREDICT_BATCH = 256    # cells per forward pass at inference; memory only (rows are independent in eval mode)
+CHUNK_CELLS = 10_000   # cells densified at once at inference: memory is bounded by the chunk, not by the data
+
+def _chunks(obs: ad.AnnData, size: int = CHUNK_CELLS) -> list[ad.AnnData]:
+    "Consecutive views of at most `size` cells of `obs`."
+    return [obs[i:i + size] for i in range(0, obs.n_obs, size)]
 
 @torch.no_grad()
 def _reconstruction(self: SCDTL, obs: ad.AnnData, *, dropout: bool = False) -> tuple:  # -> (G,), (n_obs, G) x 2 [, x 3]
@@ -193,8 +244,8 @@ def impute(self: SCDTL, adata: ad.AnnData, *, genes=None, zeros=DEFAULT_ZEROS) -
 def _impute(self: SCDTL, obs: ad.AnnData, genes=None, *, zeros=DEFAULT_ZEROS) -> sp.csr_matrix:  # obs: from `observed`
     "`impute` on counts already through `observed`."
     check_zeros(zeros)                                                 # a bad `zeros` fails before any work
-    cols, block, estimate, p = _reconstruction(self, obs, dropout=True)
-    return _pick(_imputed(obs, cols, block, estimate, p, zeros), obs, genes)
+    out = sp.vstack([_imputed(o, *_reconstruction(self, o, dropout=True), zeros) for o in _chunks(obs)], format="csr")
+    return _pick(out, obs, genes)
 
 def _imputed(obs, cols, block, estimate, p, zeros) -> sp.csr_matrix:  # `_reconstruction(dropout=True)` -> (n_obs, n_vars)
     "The observed log1p_norm values, the modelled genes' zeros filled as `zeros` says."
@@ -217,8 +268,10 @@ def dropout_probability(self: SCDTL, adata: ad.AnnData, *, genes=None) -> sp.csr
 @patch
 def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_matrix:  # obs: from `observed`
     "`dropout_probability` on counts already through `observed`."
-    cols, _, _, p = _reconstruction(self, obs, dropout=True)
-    return _pick(_dropout_layer(obs, cols, p), obs, genes)
+    out = []
+    for o in _chunks(obs):                                                # one chunk dense at a time
+        cols, _, _, p = _reconstruction(self, o, dropout=True); out.append(_dropout_layer(o, cols, p))
+    return _pick(sp.vstack(out, format="csr"), obs, genes)
 
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
@@ -230,6 +283,10 @@ def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None) -> np.ndarray:  # -> 
 @patch
 def _denoise(self: SCDTL, obs: ad.AnnData, genes=None) -> np.ndarray:  # obs: from `observed`
     "`denoise` on counts already through `observed`."
+    return np.vstack([_denoised(self, o, genes) for o in _chunks(obs)])
+
+def _denoised(self: SCDTL, obs: ad.AnnData, genes) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
+    "`_denoise` of one chunk of cells."
     cols, _, estimate = _reconstruction(self, obs)
     out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
     return to_dense(_pick(out, obs, genes), np.float32)
@@ -249,8 +306,10 @@ def _latent(self: SCDTL, obs: ad.AnnData) -> np.ndarray:
     "`latent` on counts already through `observed`."
     if not self.has_latent:
         raise InputError("this configuration (use_bulk=False) never trains the single-cell encoder: it has no latent")
-    x = to_dense(obs.layers["log1p_norm"][:, gene_columns(obs.var_names, self.genes, fix="refit the model on this data set")])
-    return sc_latent(self.net, _to_tensor(self.sc_scaler.transform(x), self.device)).cpu().numpy()
+    cols = gene_columns(obs.var_names, self.genes, fix="refit the model on this data set")
+    X = obs.layers["log1p_norm"].tocsr()[:, cols]
+    return np.vstack([sc_latent(self.net, _to_tensor(self.sc_scaler.transform(X[i:i + CHUNK_CELLS]), self.device)).cpu().numpy()
+                      for i in range(0, obs.n_obs, CHUNK_CELLS)])
 
 # %% ../nbs/20_api.ipynb #78160e3d
 FORMAT = "scdtl-model"

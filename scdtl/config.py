@@ -44,6 +44,11 @@ class Schedule:
     lr_patience: int = 8            # ReduceLROnPlateau patience (epochs)
     lr_factor: float = 0.5          # ReduceLROnPlateau factor
     transfer_lr_scale: float = 1.0  # phase (iii) lr factor for the transferred E_s, D_b (measured: 0.1 gave held-out PCC 0.39, 1.0 gave 0.44)
+    epoch_cells: int = 20_000       # ours, for large data: an epoch is a fresh random subset of at most this many training
+                                    # cells, so a phase sees at most max_epochs x epoch_cells cells; smaller sets: full passes
+    max_val_cells: int = 2_000      # ours: early stopping reads a fixed seeded subsample of at most this many validation cells
+    phase_minutes: float | None = None  # ours: a phase also stops after the epoch that passes this wall-clock budget (None: no
+                                        # budget; a budget makes the run depend on the machine's speed)
 
 # %% ../nbs/14_config.ipynb #d80609d1
 @dataclass(frozen=True)

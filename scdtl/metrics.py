@@ -12,11 +12,13 @@ import anndata as ad
 import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, fowlkes_mallows_score, normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.neighbors import KNeighborsClassifier
 from .checks import InputError, check_enough, to_dense
 
 # %% auto #0
-__all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_clusters', 'leiden_matching',
-           'cluster_scores_matrix', 'cluster_scores', 'root_cell', 'trajectory', 'pseudotime', 'pos_score']
+__all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_clusters', 'leiden_labels',
+           'leiden_matching', 'cluster_scores_matrix', 'cluster_scores', 'root_cell', 'trajectory', 'pseudotime',
+           'pos_score']
 
 # %% ../nbs/02_metrics.ipynb #1087c8e5
 def _pick(n: int, rate: float, rng) -> np.ndarray:  # -> (round(rate * n),) distinct indices in [0, n)
@@ -114,6 +116,23 @@ def _leiden(adata, resolution: float, seed: int) -> np.ndarray:  # -> (n_obs,) c
 def leiden_clusters(X, *, resolution: float = 1.0, n_pcs: int = 30, n_neighbors: int = 15, seed: int = 0) -> np.ndarray:
     "Leiden labels (ints) of the cells of `X` (n, g): the one PCA -> neighbours -> Leiden path (clustering loss, floors)."
     return _leiden(embed(X, n_pcs=n_pcs, n_neighbors=n_neighbors, seed=seed), resolution, seed).astype(int)
+
+# %% ../nbs/02_metrics.ipynb #261c8eba
+def leiden_labels(X, *, max_cells: int = 10_000, resolution: float = 1.0, n_pcs: int = 30, n_neighbors: int = 15,
+                  seed: int = 0, chunk: int = 10_000) -> np.ndarray:  # X: (n, g) dense or sparse -> (n,) int
+    "`leiden_clusters` of every cell: on all cells up to `max_cells`, else on a seeded subsample, propagated by kNN in its PCA."
+    n = X.shape[0]
+    if n <= max_cells: return leiden_clusters(to_dense(X, np.float32), resolution=resolution, n_pcs=n_pcs,
+                                              n_neighbors=n_neighbors, seed=seed)
+    sub = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False))
+    xs = to_dense(X[sub], np.float32)
+    a = embed(xs, n_pcs=n_pcs, n_neighbors=n_neighbors, seed=seed)
+    labels = _leiden(a, resolution, seed).astype(int)
+    knn = KNeighborsClassifier(n_neighbors=n_neighbors).fit(a.obsm["X_pca"], labels)
+    mean, pcs = xs.mean(0), a.varm["PCs"]                                  # (g,), (g, n_pcs): the subsample's PCA
+    out = np.concatenate([knn.predict((to_dense(X[i:i + chunk], np.float32) - mean) @ pcs) for i in range(0, n, chunk)])
+    out[sub] = labels                                                      # the subsample keeps its own labels
+    return out
 
 # %% ../nbs/02_metrics.ipynb #1b69e227
 def leiden_matching(adata, n_clusters: int, *, lo: float = 0.05, hi: float = 3.0, steps: int = 12, seed: int = 0):

@@ -124,10 +124,11 @@ class MinMaxScaler:
     min_: np.ndarray | None = None  # (genes,) per-gene minimum on the fitted rows
     max_: np.ndarray | None = None  # (genes,) per-gene maximum on the fitted rows
 
-    def fit(self, X):  # (rows, genes) dense
+    def fit(self, X):  # (rows, genes) dense or sparse: a sparse X is never densified
         "Store each gene's min and max over the rows of `X` (pass the training rows only)."
-        X = np.asarray(X)
-        self.min_, self.max_ = X.min(0).astype(np.float64), X.max(0).astype(np.float64)
+        X = X if sp.issparse(X) else np.asarray(X)
+        lo, hi = X.min(0), X.max(0)                    # scipy counts the implicit zeros
+        self.min_, self.max_ = (to_dense(v, np.float64).ravel() for v in (lo, hi))
         return self
 
     def _scale(self):  # (genes,) 1 / range, 0 where the gene was constant
@@ -136,7 +137,7 @@ class MinMaxScaler:
 
     def transform(self, X) -> np.ndarray:  # (rows, genes) -> float32, [0, 1] on the fitted rows
         "Scale `X` with the fitted statistics (out-of-range values stay out of range)."
-        Y = np.array(X, dtype=np.float32)  # one working copy, scaled in place (large blocks stay cheap)
+        Y = np.array(X.toarray() if sp.issparse(X) else X, dtype=np.float32)  # one working copy, scaled in place
         Y -= self.min_; Y *= self._scale()
         return Y
 

@@ -11,7 +11,7 @@ __all__ = ['impute', 'denoise']
 # %% ../nbs/23_tl.ipynb #3dc850d7
 def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", config="fast", seed: int = 0,
            zeros="expected", copy: bool = False, bulk_scale: str | None = None, device: str | None = None,
-           progress: bool = True):
+           progress: bool = True, out=None):
     """Impute the dropouts of `adata` with scDTL, transferring a model trained on the bulk panel `bulk`.
 
     Parameters
@@ -44,10 +44,17 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
         `"cpu"` or `"cuda"`; `None`: CUDA when available.
     progress
         Progress bars for the training phases.
+    out
+        Atlas scale: with a BACKED `adata` (`anndata.read_h5ad(path, backed="r")`), the path of a new .h5ad that the
+        cells are imputed into chunk by chunk (`scdtl.atlas.impute_file`: cells x modelled genes, `log1p_norm`,
+        float16, 8 KB per cell at 4,000 genes; memory bounded by the chunk). The model is fitted on the counts read
+        into memory (CSR; for very large sets fit a subsample with `scdtl.SCDTL` or `scdtl fit --max-cells`), and
+        `adata` is not modified. Returns the path.
 
     Returns
     -------
-    `None`, or the new AnnData when `copy=True`. Written (and nothing else; `.X` is never modified):
+    `None`, or the new AnnData when `copy=True`, or the output path when `out` is given. Written (and nothing else;
+    `.X` is never modified):
 
     `adata.layers[key_added]` : `scipy.sparse.csr_matrix` (n_obs, n_vars), scale `log1p_norm`
         log1p(normalize_total 1e4) of the observed counts, zeros of the modelled genes filled by scDTL, observed
@@ -65,6 +72,9 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "log1p_norm", the scale record every scdtl function reads.
     """
+    if out is not None or adata.isbacked:
+        return _fit_to_file(adata, bulk, out, layer=layer, config=config, seed=seed, zeros=zeros, bulk_scale=bulk_scale,
+                            device=device, progress=progress)
     return _fit_write("impute", adata, bulk, layer=layer, key_added=key_added, config=config, seed=seed, copy=copy,
                       bulk_scale=bulk_scale, device=device, progress=progress, zeros=zeros)
 
@@ -119,6 +129,8 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "expected_counts", the scale record every scdtl function reads.
     """
+    if adata.isbacked: raise _input_error("denoise reads an in-memory AnnData (a backed one is imputed chunk by chunk "
+                                          "with scdtl.tl.impute(adata, bulk, out=...)): adata.to_memory()")
     return _fit_write("denoise", adata, bulk, layer=layer, key_added=key_added, config=config, seed=seed, copy=copy,
                       bulk_scale=bulk_scale, device=device, progress=progress)
 
@@ -138,27 +150,52 @@ def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, 
     _write(adata, results, key_added)
     return adata if copy else None
 
+def _input_error(msg: str):
+    from scdtl.checks import InputError
+    return InputError(msg)
+
+def _fit_to_file(adata, bulk, out, *, layer, config, seed, zeros, bulk_scale, device, progress):
+    "`impute` of a backed AnnData: fit on its counts in memory, then impute its file chunk by chunk into `out`."
+    from scdtl.api import SCDTL, check_zeros
+    from scdtl.atlas import impute_file
+    if not adata.isbacked: raise _input_error("out= is for a backed AnnData (anndata.read_h5ad(path, backed='r')); an "
+                                              "in-memory AnnData gets its results in adata.layers: drop out=")
+    if out is None: raise _input_error("a backed AnnData is imputed into a new file, chunk by chunk: pass out='imputed.h5ad'")
+    check_zeros(zeros)
+    model = SCDTL(config, seed=seed, device=device, progress=progress)
+    model.fit(adata.to_memory(), bulk, layer=layer, bulk_scale=bulk_scale)
+    return impute_file(model, adata.filename, out, zeros=zeros, progress=progress)
+
 def _layers(model, obs, mode: str, zeros) -> tuple:
     "The output layer (CSR float32: imputed log1p_norm, or denoised expected counts) and P(dropout) (impute; one pass)."
-    from scdtl.api import _replace_columns, _reconstruction, _imputed, _dropout_layer
+    import scipy.sparse as sp
+    from scdtl.api import _replace_columns, _reconstruction, _imputed, _dropout_layer, _chunks
     if mode == "impute":
-        cols, block, estimate, p = _reconstruction(model, obs, dropout=True)
-        return _imputed(obs, cols, block, estimate, p, zeros), _dropout_layer(obs, cols, p)
+        parts = []
+        for o in _chunks(obs):                                          # one chunk of cells dense at a time
+            cols, block, estimate, p = _reconstruction(model, o, dropout=True)
+            parts.append((_imputed(o, cols, block, estimate, p, zeros), _dropout_layer(o, cols, p)))
+        return tuple(sp.vstack(x, format="csr") for x in zip(*parts))
     from scdtl.checks import gene_columns
     from scdtl.preprocess import to_counts
     counts = to_counts(model._denoise(obs, genes=model.genes), obs.obs["scdtl_total"])  # the one way back to counts
     return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, model.genes)), None
 
-def _results(model, obs, mode: str, zeros=None) -> dict:
-    "The output layer of `mode`, latent (if any), gene flags and the `uns` record of a fitted `model` on `obs`."
+def _record(model, mode: str, scale: str, zeros=None) -> dict:
+    "The `uns` record of an output of a fitted `model`: how it was made, on which scale, by which versions (h5ad types only)."
     from importlib.metadata import version
     import pandas as pd
-    scale, flag = _MODES[mode]
     uns = dict(mode=mode, scale=scale, input_layer=model.layer or "X", seed=model.seed, device=model.device.type,
                genes=list(model.genes), bulk_scale=model.bulk_scale or "none", config=model.config.to_dict(),
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
-    if mode == "impute": uns["zeros"] = str(zeros)
+    if zeros is not None: uns["zeros"] = str(zeros)
+    return uns
+
+def _results(model, obs, mode: str, zeros=None) -> dict:
+    "The output layer of `mode`, latent (if any), gene flags and the `uns` record of a fitted `model` on `obs`."
+    scale, flag = _MODES[mode]
+    uns = _record(model, mode, scale, zeros)
     layer, dropout = _layers(model, obs, mode, zeros)
     return dict(layer=layer, dropout=dropout, latent=model._latent(obs) if model.has_latent else None,
                 flag=flag, modelled=obs.var_names.isin(model.genes), uns=uns)
