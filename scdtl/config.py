@@ -44,9 +44,12 @@ class Schedule:
     lr_patience: int = 8            # ReduceLROnPlateau patience (epochs)
     lr_factor: float = 0.5          # ReduceLROnPlateau factor
     transfer_lr_scale: float = 1.0  # phase (iii) lr factor for the transferred E_s, D_b (measured: 0.1 gave held-out PCC 0.39, 1.0 gave 0.44)
-    epoch_cells: int = 20_000       # ours, for large data: an epoch is a fresh random subset of at most this many training
-                                    # cells, so a phase sees at most max_epochs x epoch_cells cells; smaller sets: full passes
-    max_val_cells: int = 2_000      # ours: early stopping reads a fixed seeded subsample of at most this many validation cells
+    # The large-data schedule (ours): a budget of cells seen, not a number of passes over all of them. Sets whose training
+    # split has at most `epoch_cells` cells (every real set of the paper) train exactly as above, in full passes.
+    epoch_cells: int = 5_000        # an epoch is a fresh random subset of at most this many training cells
+    large_batch_size: int = 256     # the batch when the training split exceeds epoch_cells: 2-3x the cells/s of 64 on CPU
+    max_cells: int = 100_000        # a phase stops once it has seen this many cells (repeats counted)
+    max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
     phase_minutes: float | None = None  # ours: a phase also stops after the epoch that passes this wall-clock budget (None: no
                                         # budget; a budget makes the run depend on the machine's speed)
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from .checks import InputError
@@ -42,6 +43,10 @@ class Distributed:
         "`value` averaged over the ranks."
         t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t); return float(t) / self.world
+
+    def all_gather(self, t: torch.Tensor) -> torch.Tensor:  # (b, ...) on each rank -> (world * b, ...)
+        "The rows of `t` of every rank, differentiably: a loss of the global batch (the MMD) gets its exact gradient."
+        return torch.cat(dist_nn.all_gather(t))
 
     def gather(self, obj) -> list:
         "`obj` of every rank, in rank order."

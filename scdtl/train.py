@@ -59,9 +59,10 @@ class Run:
 
     def batches(self, n: int, s: Schedule, gen: torch.Generator) -> list[torch.Tensor]:
         "This epoch's batches: at most `s.epoch_cells` cells; each rank's share of a permutation the ranks share."
-        if self.dist is None: return _batches(n, s.batch_size, gen, limit=s.epoch_cells)
-        d = self.dist
-        return d.shard(_batches(n, s.batch_size, d.order, limit=s.epoch_cells, min_last=max(2, d.world)))
+        size = s.batch_size if n <= s.epoch_cells else s.large_batch_size
+        if self.dist is None: return _batches(n, size, gen, limit=s.epoch_cells)
+        d, whole = self.dist, lambda b: b[:len(b) // self.dist.world * self.dist.world]  # equal shares (all_gather)
+        return d.shard([whole(b) for b in _batches(n, size, d.order, limit=s.epoch_cells, min_last=2 * d.world)])
 
     def rng(self, gen) -> list[dict]:
         "Every rank's generators (a collective call in a distributed run)."
@@ -99,8 +100,8 @@ def fit_phase(phase: str, net: torch.nn.Module, param_groups, train_loss, val_lo
         bar.set_postfix(train=f"{train:.4f}", val=f"{val:.4f}")
         if val < s["best"] - 1e-6: s.update(best=val, best_state=copy.deepcopy(net.state_dict()), wait=0)
         else: s["wait"] += 1
-        s.update(epoch=epoch + 1, batches=None)
-        if s["wait"] >= schedule.patience or _out_of_time(t0, schedule): break
+        s.update(epoch=epoch + 1, seen=s["seen"] + sum(map(len, s["batches"])), batches=None)
+        if s["wait"] >= schedule.patience or s["seen"] >= schedule.max_cells or _out_of_time(t0, schedule): break
     net.load_state_dict(s["best_state"])
     run.save(phase, dict(done=True, history=s["history"], net=net.state_dict()), gen)
     return s["history"]
@@ -108,7 +109,7 @@ def fit_phase(phase: str, net: torch.nn.Module, param_groups, train_loss, val_lo
 # %% ../nbs/16_train.ipynb #2da103c5
 def _start(phase, net, opt, sched, gen, run: Run) -> dict:
     "The loop's state: fresh, or where a checkpoint left it (weights, optimiser, schedule and generators put back)."
-    fresh = dict(done=False, epoch=0, step=0, steps=0, batches=None, total=0.0, history=[], best=math.inf,
+    fresh = dict(done=False, epoch=0, step=0, steps=0, seen=0, batches=None, total=0.0, history=[], best=math.inf,
                  best_state=copy.deepcopy(net.state_dict()), wait=0)
     saved = run.ckpt.load(phase) if run.ckpt else None
     if saved is None: return fresh
@@ -149,11 +150,12 @@ def sc_dae_loss(net: SCDTLNet, xs, gen, p: float):  # xs: (B, G)
     "sc DAE pretraining: binomial corruption, MSE against the UNcorrupted observed profile."
     return F.mse_loss(net.sc_decoder(net.sc_encoder(binomial_corrupt(xs, p, generator=gen))), xs)
 
-def dtl_terms(net: SCDTLNet, xb, xs, gen, c: Config) -> dict:  # xb: (B, n_bulk_genes), xs: (B, G)
+def dtl_terms(net: SCDTLNet, xb, xs, gen, c: Config, gather=None) -> dict:  # xb: (B, n_bulk_genes), xs: (B, G)
     "Phase (ii)'s three terms from ONE corruption and encoding of each batch: bulk imputation, MMD, sc reconstruction."
     zb = net.bulk_encoder(mask_nonzero(xb, c.losses.bulk_mask_rate, generator=gen))
     zs = net.sc_encoder(binomial_corrupt(xs, c.losses.sc_corrupt_p, generator=gen))
-    return dict(bulk=F.mse_loss(net.bulk_imputer(zb), xb), mmd=mmd(zb, zs), sc_rec=F.mse_loss(net.sc_decoder(zs), xs))
+    g = gather or (lambda z: z)                                     # distributed: the MMD of the GLOBAL batch
+    return dict(bulk=F.mse_loss(net.bulk_imputer(zb), xb), mmd=mmd(g(zb), g(zs)), sc_rec=F.mse_loss(net.sc_decoder(zs), xs))
 
 # %% ../nbs/16_train.ipynb #1a2fe9b2
 def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
@@ -179,7 +181,7 @@ def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropou
     loss = _hidden_mse(o["y"], xs, hidden)
     if l.w_unet > 0 and "unet" in o and "bulk" in o: loss = loss + l.w_unet * _hidden_mse(o["unet"], xs, hidden)
     zeros = xs == 0
-    if zeros.any(): loss = loss + l.w_zero * o["y"][zeros].pow(2).mean()
+    if l.w_zero > 0 and zeros.any(): loss = loss + l.w_zero * o["y"][zeros].pow(2).mean()
     if labels is not None and l.w_cluster > 0: loss = loss + l.w_cluster * cluster_loss(o["y"], labels)
     if dropout and l.w_dropout > 0: loss = loss + l.w_dropout * dropout_loss(net, o, corrupted, hidden)
     return loss
@@ -208,18 +210,18 @@ def pretrain_sc(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, progres
                      n_train=len(xs_train), schedule=s, max_epochs=s.max_epochs_pretrain, gen=gen, progress=progress, run=run)
 
 # %% ../nbs/16_train.ipynb #f11bbe3b
-def _dtl_loss(net, xb, xs, gen, c: Config):
+def _dtl_loss(net, xb, xs, gen, c: Config, gather=None):
     "Phase (ii) objective: w_bulk * bulk imputation + w_mmd * MMD + w_sc_rec * sc reconstruction."
-    t, l = dtl_terms(net, xb, xs, gen, c), c.losses
+    t, l = dtl_terms(net, xb, xs, gen, c, gather), c.losses
     return l.w_bulk * t["bulk"] + l.w_mmd * t["mmd"] + l.w_sc_rec * t["sc_rec"]
 
 def adapt(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, gen, progress=True,
           run: Run | None = None) -> list[dict]:
     "Phase (ii): domain adaptation of the sc latent onto the bulk latent, updating both encoders."
-    s = config.schedule
+    s, gather = config.schedule, run.dist.all_gather if run and run.dist else None
     def train_loss(idx):
         bulk_idx = torch.randint(len(xb_train), (len(idx),), generator=gen)
-        return _dtl_loss(net, xb_train[bulk_idx], xs_train[idx], gen, config)
+        return _dtl_loss(net, xb_train[bulk_idx], xs_train[idx], gen, config, gather)
     return fit_phase("(ii) domain adaptation", net,
                      _params(net.bulk_encoder, net.bulk_imputer, net.sc_encoder, net.sc_decoder), train_loss,
                      lambda: _dtl_loss(net, xb_val, xs_val, _replay(3), config),
