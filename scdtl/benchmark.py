@@ -20,7 +20,7 @@ from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_coun
 from .baselines import FLOORS
 from .metrics import cluster_scores_matrix
 from .api import SCDTL
-from .train import sc_imputation_loss
+from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
 # %% auto #0
 __all__ = ['CELLBENCH_LINES', 'OUTPUTS', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
@@ -393,30 +393,49 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / np.median(times) / 1e9
 
 # %% ../nbs/40_benchmark.ipynb #d0eeb918
-def training_throughput(model: SCDTL, x: torch.Tensor, *, batch_size: int = 64, steps: int = 10) -> dict:
-    "Phase (iii) training steps on `x` (cells x genes, min-max): cells/s and achieved GFLOP/s (median of steps)."
-    net, gen, c = model.net, torch.Generator().manual_seed(0), model.config
-    net.train(); xb = x[:batch_size]
-    with FlopCounterMode(display=False) as counter: sc_imputation_loss(net, xb, gen, c).backward()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter(); net.zero_grad(); sc_imputation_loss(net, xb, gen, c).backward()
-        times.append(time.perf_counter() - t0)
-    t = float(np.median(times))
-    return dict(cells_per_s=len(xb) / t, gflops=counter.get_total_flops() / t / 1e9, step_seconds=t)
+def _phase_losses(model: SCDTL, xs: torch.Tensor, gen) -> dict:  # xs: (cells, G) min-max
+    "Each training phase of a fitted `model` as (loss of a batch of cell indices, the parameters it updates)."
+    net, c = model.net, model.config
+    phases = {"(iii) sc imputation": (lambda i: sc_imputation_loss(net, xs[i], gen, c),
+                                      [p for g in _imputation_groups(net, c) for p in g["params"]])}
+    if net.use_bulk:
+        xb = model.bulk_x
+        phases["sc DAE pretraining"] = (lambda i: sc_dae_loss(net, xs[i], gen, c.losses.sc_corrupt_p),
+                                        [*net.sc_encoder.parameters(), *net.sc_decoder.parameters()])
+        phases["(ii) domain adaptation"] = (lambda i: _dtl_loss(net, xb[i % len(xb)], xs[i], gen, c),
+                                            [p for m in (net.bulk_encoder, net.bulk_imputer, net.sc_encoder, net.sc_decoder)
+                                             for p in m.parameters()])
+    return phases
+
+def training_throughput(model: SCDTL, xs: torch.Tensor, *, batch_size: int = 64, steps: int = 10) -> list[dict]:
+    "Training steps of each phase (forward, backward, Adam step) on `batch_size` cells: cells/s and GFLOP/s (medians)."
+    gen, idx, rows = torch.Generator().manual_seed(0), torch.arange(batch_size), []
+    model.net.train()
+    for phase, (loss, params) in _phase_losses(model, xs, gen).items():
+        opt = torch.optim.Adam(params, fused=True)
+        with FlopCounterMode(display=False) as counter: loss(idx).backward()
+        times = []
+        for _ in range(steps):
+            t0 = time.perf_counter(); opt.zero_grad(); loss(idx).backward(); opt.step()
+            times.append(time.perf_counter() - t0)
+        t = float(np.median(times))
+        rows.append(dict(phase=phase, batch_size=batch_size, cells_per_s=batch_size / t,
+                         gflops=counter.get_total_flops() / t / 1e9, step_seconds=t))
+    return rows
 
 # %% ../nbs/40_benchmark.ipynb #3d2d8f43
-def speed_report(sc, bulk, *, config="fast", seed=0) -> dict:
-    "Fit + impute wall time on `sc` with `bulk`, training throughput, and the matmul reference."
+def speed_report(sc, bulk, *, config="fast", seed=0) -> pd.DataFrame:
+    "Fit + impute wall time on `sc` with `bulk`; each phase's training throughput at the small- and large-data batch sizes against a plain matmul."
     t0 = time.perf_counter(); model = SCDTL(config, seed=seed, progress=False).fit(sc, bulk)
     fit = time.perf_counter() - t0
     t0 = time.perf_counter(); model.impute(sc); impute = time.perf_counter() - t0
     x = torch.as_tensor(model.sc_scaler.transform(model.impute(sc, genes=model.genes).toarray()))
-    thr = training_throughput(model, x, batch_size=model.config.schedule.batch_size)
-    ref = matmul_gflops()
-    return dict(config=model.config.name, cells=sc.n_obs, genes=len(model.genes), fit_seconds=fit,
-                impute_seconds=impute, **thr, matmul_gflops=ref, fraction_of_matmul=thr["gflops"] / ref,
-                torch_threads=torch.get_num_threads())
+    s, ref = model.config.schedule, matmul_gflops()
+    rows = [r for b in dict.fromkeys((s.batch_size, s.large_batch_size)) if b <= len(x)
+            for r in training_throughput(model, x, batch_size=b)]
+    return pd.DataFrame([dict(config=model.config.name, cells=sc.n_obs, genes=len(model.genes), fit_seconds=fit,
+                              impute_seconds=impute, **r, matmul_gflops=ref, fraction_of_matmul=r["gflops"] / ref,
+                              torch_threads=torch.get_num_threads()) for r in rows])
 
 # %% ../nbs/40_benchmark.ipynb #73c15dd4
 def _ours(c: Config, **ablation) -> dict:

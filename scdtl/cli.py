@@ -134,14 +134,20 @@ def _csv_list(s: str | None, cast=str):
     return None if s is None else tuple(cast(v.strip()) for v in s.split(",") if v.strip())
 
 def cmd_bench(args) -> int:
-    "The peer grid, the ablations or the speed report; prints the table and writes `bench_<what>_<profile>.csv`."
+    "The peer grid, the ablations, the speed report or the scale benchmark; prints the table and writes a CSV."
     from scdtl import benchmark
     from scdtl.data import load
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     narrow = dict(datasets=_csv_list(args.datasets), rates=_csv_list(args.rates, float), seeds=_csv_list(args.seeds, int))
     if args.what == "speed":
-        table = pd.DataFrame([benchmark.speed_report(load("cellbench_celseq2_5cl"), load("gdsc"), config=args.config, seed=0)])
+        table = benchmark.speed_report(load("cellbench_celseq2_5cl"), load("gdsc"), config=args.config, seed=0)
         path = out / f"bench_speed_{args.config}.csv"
+    elif args.what == "scale":
+        from scdtl.scale import run_scale, METHODS
+        table = run_scale(_csv_list(args.sizes, int) or (10_000, 100_000, 1_000_000), work_dir=args.work_dir,
+                          methods=_csv_list(args.methods) or METHODS, config=args.config, device=args.device,
+                          progress=not args.quiet)
+        path = out / "bench_scale.csv"
     elif args.what == "ablation":
         table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
                                         progress=not args.quiet,
@@ -217,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser("bench", help="peer grid, ablations or speed on the real data sets (reads $SCDTL_DATA_DIR)")
-    bench.add_argument("what", choices=["grid", "ablation", "speed"])
+    bench.add_argument("what", choices=["grid", "ablation", "speed", "scale"])
     bench.add_argument("--profile", default="smoke", choices=["smoke", "quick", "standard", "full"],
                        help="smoke: seconds, tiny networks (tests the route); quick: minutes, the real preset on one small "
                             "set (after every model change); standard: every real set, 3 seeds, this 2-core CPU; "
@@ -225,11 +231,14 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--datasets", help="comma-separated data set names (default: the profile's)")
     bench.add_argument("--rates", help="comma-separated masking rates, e.g. 0.1,0.2,0.4")
     bench.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
-    bench.add_argument("--methods", help="comma-separated method names (grid only; default: all)")
+    bench.add_argument("--methods", help="comma-separated method names (grid, scale; default: all)")
+    bench.add_argument("--sizes", help="scale: comma-separated cell counts (default 10000,100000,1000000; synthetic "
+                       "counts, 20,000 genes, real 10x sparsity statistics; 10^6 cells need ~20 GB of disk)")
+    bench.add_argument("--work-dir", default=".cache/scale", help="scale: where the synthetic sets, models and outputs go")
     bench.add_argument("--kinds", help="comma-separated protocols: heldout, mcv, false_signals (grid only; default: all three)")
     bench.add_argument("--workers", type=int, help="worker processes, one thread each (default: the profile's, 2)")
     bench.add_argument("--bulk-cache", help="folder keeping the bulk models so later commands reuse them (empty it when the code changes)")
-    bench.add_argument("--config", default="fast", choices=["fast", "paper"], help="scDTL preset (speed only)")
+    bench.add_argument("--config", default="fast", choices=list(CONFIGS), help="scDTL preset (speed, scale)")
     bench.add_argument("--device", default=None, choices=["cpu", "cuda"])
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     bench.add_argument("--out", default="figures", help="folder for the CSV")

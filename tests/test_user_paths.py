@@ -92,17 +92,24 @@ def test_readme_python_snippets(tmp_path, pair):
 
 
 def test_readme_shell_impute(tmp_path, pair):
-    "The README's `scdtl impute`, `scdtl denoise` and `scdtl datasets` lines, run as written."
+    "The README's `scdtl impute / denoise / datasets / fit` lines and its `torchrun` line, run as written, in order."
     sc, bulk = pair
     sc.write_h5ad(tmp_path / "cells.h5ad"); write_bulk(bulk, "counts", tmp_path).rename(tmp_path / "bulk.csv")
+    before = sha256(tmp_path / "cells.h5ad")
     lines = [l.split("#")[0].split() for b in readme_blocks("sh") for l in b.splitlines()]
-    cmds = [l for l in lines if l[:2] in (["scdtl", "impute"], ["scdtl", "denoise"], ["scdtl", "datasets"])]
-    assert len(cmds) == 3
+    cmds = [l for l in lines if l[:2] in (["scdtl", "impute"], ["scdtl", "denoise"], ["scdtl", "datasets"], ["scdtl", "fit"])
+            or l[:1] == ["torchrun"]]
+    assert [c[1] for c in cmds if c[0] == "scdtl"] == ["impute", "datasets", "denoise", "fit", "impute"] and len(cmds) == 6
     for cmd in cmds:
-        r = run([SCDTL, *cmd[1:], *(["--quiet"] if cmd[1] in ("impute", "denoise") else [])], cwd=tmp_path)
+        exe = [SCDTL, *cmd[1:]] if cmd[0] == "scdtl" else [str(Path(sys.executable).parent / "torchrun"), *cmd[1:]]
+        r = run([*exe, *(["--quiet"] if {"impute", "denoise", "fit"} & set(cmd[:5]) else [])], cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
     check_output(tmp_path / "imputed.h5ad", sc.n_obs, sc.n_vars)
     check_output(tmp_path / "denoised.h5ad", sc.n_obs, sc.n_vars, key="scdtl_denoised", mode="denoise")
+    r = python("import anndata as ad; a = ad.read_h5ad('imputed_chunks.h5ad'); print(a.n_obs, a.X.dtype, a.uns['scdtl']['mode'])",
+               cwd=tmp_path)
+    assert r.stdout.split() == [str(sc.n_obs), "float16", "impute"], r.stderr
+    assert sha256(tmp_path / "cells.h5ad") == before
 
 
 # ---------------------------------------------------------------- the CLI on every format the data layer reads
