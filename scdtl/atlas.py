@@ -66,7 +66,7 @@ def _dense(f: h5py.File, key: str, shape: tuple, dtype) -> h5py.Dataset:
 # %% ../nbs/25_atlas.ipynb #01de2e0e
 def impute_file(model: SCDTL, src, out, *, zeros=DEFAULT_ZEROS, values: str = "imputed", dtype: str = "float16",
                 chunk_size: int = CHUNK_CELLS, latent: bool = False, progress: bool = True) -> Path:
-    "Impute the cells of the .h5ad `src` into a new .h5ad `out` (cells x modelled genes, log1p_norm), `chunk_size` cells at a time."
+    "Impute the .h5ad `src` into a new .h5ad `out`, `chunk_size` cells at a time: X = cells x modelled genes, log1p_norm (default dense float16: 2 bytes per cell and gene)."
     _check_fitted(model); check_zeros(zeros)
     if values not in VALUES: raise InputError(f"values must be one of {VALUES}, not {values!r}")
     if dtype not in DTYPES: raise InputError(f"dtype must be one of {DTYPES}, not {dtype!r}")

@@ -136,7 +136,7 @@ def _csv_list(s: str | None, cast=str):
 def cmd_bench(args) -> int:
     "The peer grid, the ablations, the speed report or the scale benchmark; prints the table and writes a CSV."
     from scdtl import benchmark
-    from scdtl.data import load
+    from scdtl.data import load, read
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     narrow = dict(datasets=_csv_list(args.datasets), rates=_csv_list(args.rates, float), seeds=_csv_list(args.seeds, int))
     if args.what == "speed":
@@ -144,10 +144,17 @@ def cmd_bench(args) -> int:
         path = out / f"bench_speed_{args.config}.csv"
     elif args.what == "scale":
         from scdtl.scale import run_scale, METHODS
+        caps = {k: int(v) for k, v in (kv.split("=") for kv in _csv_list(args.peer_max_cells))}
         table = run_scale(_csv_list(args.sizes, int) or (10_000, 100_000, 1_000_000), work_dir=args.work_dir,
                           methods=_csv_list(args.methods) or METHODS, config=args.config, device=args.device,
-                          progress=not args.quiet)
+                          scvi_epochs=args.scvi_epochs, max_cells=caps, timeout=args.timeout, progress=not args.quiet,
+                          csv=out / "bench_scale.csv")                # written after every row: a stopped run keeps its rows
         path = out / "bench_scale.csv"
+        if args.budget_cells:                                            # the large-data schedule against full passes
+            from scdtl.scale import schedule_cost, write_synthetic
+            atlas = write_synthetic(Path(args.work_dir) / f"atlas_budget_{args.budget_cells}.h5ad", args.budget_cells)
+            cost = schedule_cost(read(atlas), load("gdsc"), config=args.config)
+            cost.to_csv(out / "scale_budget.csv", index=False); print(cost.round(3).to_string(index=False))
     elif args.what == "ablation":
         table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
                                         progress=not args.quiet,
@@ -235,6 +242,14 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--sizes", help="scale: comma-separated cell counts (default 10000,100000,1000000; synthetic "
                        "counts, 20,000 genes, real 10x sparsity statistics; 10^6 cells need ~20 GB of disk)")
     bench.add_argument("--work-dir", default=".cache/scale", help="scale: where the synthetic sets, models and outputs go")
+    bench.add_argument("--scvi-epochs", type=int, default=100, help="scale: scVI's epochs (default 100, the grid's cap; "
+                       "scvi-tools' own rule gives 400 at 10^4 cells)")
+    bench.add_argument("--peer-max-cells", default="scVI=10000,MAGIC=100000", help="scale: the largest size each peer "
+                       "runs at (default scVI=10000,MAGIC=100000)")
+    bench.add_argument("--budget-cells", type=int, help="scale: also fit this many synthetic cells with the large-data "
+                       "schedule and with full passes, and score both on held-out entries (figures/scale_budget.csv)")
+    bench.add_argument("--timeout", type=float, default=1800, help="scale: seconds before a stage is stopped and marked "
+                       "'timed out' (default 1800)")
     bench.add_argument("--kinds", help="comma-separated protocols: heldout, mcv, false_signals (grid only; default: all three)")
     bench.add_argument("--workers", type=int, help="worker processes, one thread each (default: the profile's, 2)")
     bench.add_argument("--bulk-cache", help="folder keeping the bulk models so later commands reuse them (empty it when the code changes)")

@@ -104,7 +104,9 @@ def embed(X, *, n_pcs: int = 50, n_neighbors: int = 15, seed: int = 0) -> ad.Ann
     adata = ad.AnnData(X=X.astype(np.float32))
     n_pcs = min(n_pcs, min(X.shape) - 1)
     sc.pp.pca(adata, n_comps=n_pcs, random_state=seed)
-    sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), n_pcs=n_pcs, random_state=seed)
+    sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), n_pcs=n_pcs, random_state=seed,
+                    transformer="sklearn")  # exact kNN: scanpy's own choice below 8,192 cells; above, its pynndescent
+                                            # path fails on the csr_array of scikit-learn >= 1.8 (seen at 10^4 cells)
     return adata
 
 # %% ../nbs/02_metrics.ipynb #2cef1981

@@ -18,7 +18,8 @@ __all__ = ['TENX_METADATA', 'TENX_SHA256', 'GENE_STATS_SET', 'SYMBOL_SETS', 'LIB
            'SCDTL_FIT_MAX', 'STAGES', 'COLUMNS', 'NOTES', 'COLORS', 'tenx_libraries', 'sparsity_stats', 'default_stats',
            'symbols', 'real_symbols', 'AtlasConstants', 'atlas_genes', 'AtlasPlan', 'atlas_plan', 'plan_cells',
            'synthetic_atlas', 'expected_detected', 'synthetic_params', 'write_synthetic', 'measure',
-           'scvi_default_epochs', 'peer_code', 'scdtl_code', 'run_scale', 'plot_scale', 'scale_ratios']
+           'scvi_default_epochs', 'peer_code', 'scdtl_code', 'run_scale', 'plot_scale', 'scale_ratios',
+           'inference_throughput', 'schedule_cost']
 
 # %% ../nbs/41_scale.ipynb #f27784ee
 TENX_METADATA = "sc_mixology/sc_10x_5cl.metadata.csv.gz"   # LuyiTian/sc_mixology data/csv, commit 7d00ffb
@@ -443,15 +444,16 @@ def _peer_rows(m, n, data, *, add, run, scvi_epochs, n_genes, **kw):
 def run_scale(sizes=(10_000, 100_000, 1_000_000), *, work_dir, methods=METHODS, n_genes: int = 20000, seed: int = 0,
               config="fast", device=None, threads: int = 2, scvi_epochs: int | None = None, max_cells: dict | None = None,
               scdtl_fit_max: int = SCDTL_FIT_MAX, timeout: float | None = None, libraries: str = "10x_5cl",
-              chunk_size: int = 10_000, keep_outputs: bool = False, progress: bool = True) -> pd.DataFrame:
+              chunk_size: int = 10_000, keep_outputs: bool = False, progress: bool = True, csv=None) -> pd.DataFrame:
     "Seconds and peak memory of each method's fit and impute at each size, every stage in a fresh process; a row each."
     if set(methods) - set(METHODS): raise InputError(f"unknown methods {sorted(set(methods) - set(METHODS))}; known: {', '.join(METHODS)}")
     work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
     if not isinstance(config, str): (work / "scdtl_config.pkl").write_bytes(pickle.dumps(config)); config = work / "scdtl_config.pkl"
     caps, rows, models, plan = MAX_CELLS | dict(max_cells or {}), [], {}, atlas_plan(n_genes, seed=seed, libraries=libraries)
     nnz, run = expected_detected(plan).mean(), partial(measure, threads=threads, timeout=timeout)
-    def add(row):
+    def add(row):                                                       # `csv`: the table so far, after every row
         rows.append(row | dict(threads=threads, max_cells=caps.get(row["method"])))
+        if csv: pd.DataFrame(rows).reindex(columns=COLUMNS).to_csv(csv, index=False)
         if progress: print(f"{row['method']:>7} {row['n_cells']:>9,} {row['stage']:<6} {row['status']}: {row['seconds']:.1f} s, "
                            f"{row['peak_mib']:.0f} MiB {row['error']}", flush=True)
     for n in sorted(set(sizes)):
@@ -516,3 +518,44 @@ def scale_ratios(table: pd.DataFrame, method: str = "scDTL", peer: str = "scVI")
     rows += [dict(quantity=f"{method} fit s/cell / {peer} fit s/cell", n_cells=n, value=fit[n] / peer_fit[n])
              for n in fit.index.intersection(peer_fit.index)]
     return pd.DataFrame(rows, columns=["quantity", "n_cells", "value"])
+
+# %% ../nbs/41_scale.ipynb #3dfd7b6a
+def inference_throughput(config="fast", *, n_genes: int = 4000, n_bulk: int = 6163, n_cells: int = 1024,
+                         repeats: int = 3, device=None) -> dict:
+    "Cells/s of `config`'s network (untrained) over `n_cells` random cells, in eval mode, `PREDICT_BATCH` at a time (median)."
+    import torch
+    from scdtl.api import PREDICT_BATCH
+    from scdtl.config import get_config
+    from scdtl.model import BulkDAE, SCDTLNet, reconstruct_tensor
+    c, dev = get_config(config), torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    bulk = BulkDAE(n_bulk, c) if c.ablation.use_bulk else None
+    cols = torch.randperm(n_bulk)[:n_genes] if bulk is not None else torch.arange(n_genes)
+    net = SCDTLNet(cols, c, bulk=bulk).to(dev)
+    x = torch.rand(n_cells, n_genes, device=dev) * (torch.rand(n_cells, n_genes, device=dev) > 0.7)
+    times = []
+    for _ in range(repeats + 1):                                        # the first pass warms up
+        t0 = time.perf_counter(); reconstruct_tensor(net, x, batch_size=PREDICT_BATCH, dropout=True)
+        if dev.type == "cuda": torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return dict(config=c.name, unet=c.ablation.use_unet, cells_per_s=n_cells / float(np.median(times[1:])),
+                parameters=sum(p.numel() for p in net.parameters()), device=dev.type, threads=torch.get_num_threads())
+
+# %% ../nbs/41_scale.ipynb #392bf558
+def schedule_cost(adata: ad.AnnData, bulk: ad.AnnData, *, config="fast", rate: float = 0.4, seed: int = 0) -> pd.DataFrame:
+    "Held-out PCC / L1 / RMSE and fit seconds of the large-data schedule (the default) and of full passes, same cells."
+    from dataclasses import replace
+    from scdtl.api import SCDTL
+    from scdtl.config import get_config
+    from scdtl.evaluate import make_task, score
+    c = get_config(config)
+    full = replace(c, schedule=replace(c.schedule, epoch_cells=2**62, max_cells=2**62))  # every set in full passes
+    task, rows = make_task(adata, rate=rate, seed=seed, bulk_genes=bulk.var_names, n_top_genes=c.arch.n_top_genes), []
+    for name, cfg in (("cells budget (default)", c), ("full passes", full)):
+        t0 = time.perf_counter(); m = SCDTL(cfg, seed=seed, progress=False).fit(task.observed, bulk)
+        secs = time.perf_counter() - t0
+        s = score(task, m.impute(task.observed, genes=task.genes).toarray())
+        epochs = pd.DataFrame(m.history).groupby("phase", sort=False).size()
+        rows.append(dict(schedule=name, cells=adata.n_obs, fit_seconds=secs, pcc=s["pcc"], l1=s["l1"], rmse=s["rmse"],
+                         epochs=", ".join(f"{p}: {k}" for p, k in epochs.items())))
+    return pd.DataFrame(rows)
