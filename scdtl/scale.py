@@ -369,7 +369,8 @@ import pickle, time, anndata as ad, scdtl
 from scdtl.data import load
 bulk = load("gdsc")
 a = ad.read_h5ad({str(path)!r}, backed="r")
-a = a[:{n_fit}].to_memory() if {n_fit!r} is not None and a.n_obs > {n_fit!r} else a.to_memory()
+n_fit = {n_fit!r}
+a = a[:n_fit].to_memory() if n_fit is not None and a.n_obs > n_fit else a.to_memory()
 t0 = time.perf_counter()
 model = scdtl.SCDTL({cfg}, seed={seed}, progress=False{dev}).fit(a, bulk)
 _report(fit=dict(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), genes=len(model.genes), device=model.device.type))
