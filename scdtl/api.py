@@ -12,7 +12,7 @@ from fastcore.basics import patch
 from . import __version__
 from .checks import InputError, to_dense, gene_columns
 from .config import Config, get_config
-from .preprocess import observed, bulk_log, shared_hvgs, fit_split, MinMaxScaler
+from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows, MinMaxScaler
 from .metrics import leiden_labels
 from .model import BulkDAE, SCDTLNet, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
@@ -156,7 +156,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
 def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."
     val = np.flatnonzero(split == "val")
-    return val if len(val) <= max_cells else np.sort(np.random.default_rng(seed).choice(val, max_cells, replace=False))
+    return val[seeded_rows(len(val), max_cells, seed)]
 
 # %% ../nbs/20_api.ipynb #270327ed
 def _build_net(self: SCDTL, order=None) -> SCDTLNet:
@@ -178,9 +178,7 @@ def _gene_order(self: SCDTL, X) -> np.ndarray | None:  # X: (training cells, gen
     how = self.config.ablation.gene_order
     if not self.config.ablation.use_unet or how == "none": return None
     if how == "observed":
-        rows = np.arange(X.shape[0]) if X.shape[0] <= ORDER_CELLS else \
-            np.sort(np.random.default_rng(self.seed).choice(X.shape[0], ORDER_CELLS, replace=False))
-        return module_order(to_dense(X[rows], np.float32))
+        return module_order(to_dense(X[seeded_rows(X.shape[0], ORDER_CELLS, self.seed)], np.float32))
     if self.bulk_x is None:
         raise InputError("gene_order='bulk' needs the bulk panel's values (this configuration trains no bulk model): "
                          "use Ablation(gene_order='observed')")
@@ -307,9 +305,8 @@ def _latent(self: SCDTL, obs: ad.AnnData) -> np.ndarray:
     if not self.has_latent:
         raise InputError("this configuration (use_bulk=False) never trains the single-cell encoder: it has no latent")
     cols = gene_columns(obs.var_names, self.genes, fix="refit the model on this data set")
-    X = obs.layers["log1p_norm"].tocsr()[:, cols]
-    return np.vstack([sc_latent(self.net, _to_tensor(self.sc_scaler.transform(X[i:i + CHUNK_CELLS]), self.device)).cpu().numpy()
-                      for i in range(0, obs.n_obs, CHUNK_CELLS)])
+    return np.vstack([sc_latent(self.net, _to_tensor(self.sc_scaler.transform(o.layers["log1p_norm"].tocsr()[:, cols]),
+                                                     self.device)).cpu().numpy() for o in _chunks(obs)])
 
 # %% ../nbs/20_api.ipynb #78160e3d
 FORMAT = "scdtl-model"

@@ -9,9 +9,8 @@ from pathlib import Path
 import h5py, numpy as np, pandas as pd, scipy.sparse as sp
 import anndata as ad
 from tqdm.auto import tqdm
-from .api import SCDTL, CHUNK_CELLS, DEFAULT_ZEROS, check_zeros, _check_fitted, _reconstruction, _fill, _to_tensor
+from .api import SCDTL, CHUNK_CELLS, DEFAULT_ZEROS, check_zeros, _check_fitted, _reconstruction, _fill
 from .checks import InputError, set_scale
-from .model import sc_latent
 from .preprocess import observed
 from .tl import _record
 
@@ -46,7 +45,7 @@ def _chunk_values(model: SCDTL, counts, obs_names, var: pd.DataFrame, *, zeros, 
     cols, block, estimate, p = _reconstruction(model, o, dropout=True)
     fill = _fill(estimate, p, zeros)                                       # (n, G) log1p_norm, the zeros' values
     out = np.where(block > 0, block, fill) if values == "imputed" else sp.csr_matrix(np.where(block > 0, 0, fill))
-    z = sc_latent(model.net, _to_tensor(model.sc_scaler.transform(block), model.device)).cpu().numpy() if latent else None
+    z = model._latent(o) if latent else None
     return out, z
 
 # %% ../nbs/25_atlas.ipynb #2cc0b8fa

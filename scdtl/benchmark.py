@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .config import Config, get_config, Architecture, Schedule
 from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_counts, make_null_task, false_signals, NULL_KINDS
 from .baselines import FLOORS
+from .preprocess import seeded_rows
 from .metrics import cluster_scores_matrix
 from .api import SCDTL
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
@@ -286,7 +287,7 @@ def get_profile(profile: str | Profile = "smoke", **overrides) -> Profile:
 def subsample(adata, n: int | None, seed: int = 0):  # the grid's max_cells; the paper notebooks' small runs
     "At most `n` cells of `adata`, drawn without replacement with a fixed seed (all of them when n is None)."
     if n is None or adata.n_obs <= n: return adata
-    return adata[np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))].copy()
+    return adata[seeded_rows(adata.n_obs, n, seed)].copy()
 
 def _grid_tasks(p: Profile, bulk, data_dir):
     "Yield (data set name, labels, task) for every task of the profile: held-out blocks, then MCV, then null sets."

@@ -13,6 +13,7 @@ import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, fowlkes_mallows_score, normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import KNeighborsClassifier
+from .preprocess import seeded_rows
 from .checks import InputError, check_enough, to_dense
 
 # %% auto #0
@@ -126,7 +127,7 @@ def leiden_labels(X, *, max_cells: int = 10_000, resolution: float = 1.0, n_pcs:
     n = X.shape[0]
     if n <= max_cells: return leiden_clusters(to_dense(X, np.float32), resolution=resolution, n_pcs=n_pcs,
                                               n_neighbors=n_neighbors, seed=seed)
-    sub = np.sort(np.random.default_rng(seed).choice(n, max_cells, replace=False))
+    sub = seeded_rows(n, max_cells, seed)
     xs = to_dense(X[sub], np.float32)
     a = embed(xs, n_pcs=n_pcs, n_neighbors=n_neighbors, seed=seed)
     labels = _leiden(a, resolution, seed).astype(int)

@@ -16,7 +16,7 @@ from .checks import (InputError, check_matrix, check_counts, check_unique_names,
 
 # %% auto #0
 __all__ = ['MIN_SHARED_GENES', 'MIN_CELLS', 'SPLITS', 'MIN_COUNT_MAX', 'filter_sparse', 'log_normalize', 'to_counts', 'hvg_table',
-           'shared_hvgs', 'split_labels', 'fit_split', 'MinMaxScaler', 'observed', 'bulk_log']
+           'shared_hvgs', 'split_labels', 'fit_split', 'seeded_rows', 'MinMaxScaler', 'observed', 'bulk_log']
 
 # %% ../nbs/01_preprocess.ipynb #f8d1f033
 def _at_least(frac: float, n: int) -> int:
@@ -116,6 +116,11 @@ def fit_split(n: int, seed: int = 0) -> np.ndarray:  # -> (n,) "train" / "val"
     "The paper's seeded 64/16/20 split, its 'test' rows training too: 84% train, 16% validation (early stopping)."
     split = split_labels(n, seed=seed)
     return np.where(split == "test", "train", split)
+
+# %% ../nbs/01_preprocess.ipynb #d736a16e
+def seeded_rows(n: int, k: int, seed: int = 0) -> np.ndarray:  # -> (min(n, k),) sorted row indices
+    "All of range(n) when n <= k, else a seeded subsample of k of them, sorted: the one way scdtl subsamples cells."
+    return np.arange(n) if n <= k else np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 # %% ../nbs/01_preprocess.ipynb #85751c93
 @dataclass

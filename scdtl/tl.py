@@ -4,6 +4,7 @@
 
 # %% ../nbs/23_tl.ipynb #a1c8b9f8
 from __future__ import annotations
+from .checks import InputError as _InputError  # private: tl exposes its tools only
 
 # %% auto #0
 __all__ = ['impute', 'denoise']
@@ -129,7 +130,7 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "expected_counts", the scale record every scdtl function reads.
     """
-    if adata.isbacked: raise _input_error("denoise reads an in-memory AnnData (a backed one is imputed chunk by chunk "
+    if adata.isbacked: raise _InputError("denoise reads an in-memory AnnData (a backed one is imputed chunk by chunk "
                                           "with scdtl.tl.impute(adata, bulk, out=...)): adata.to_memory()")
     return _fit_write("denoise", adata, bulk, layer=layer, key_added=key_added, config=config, seed=seed, copy=copy,
                       bulk_scale=bulk_scale, device=device, progress=progress)
@@ -150,17 +151,13 @@ def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, 
     _write(adata, results, key_added)
     return adata if copy else None
 
-def _input_error(msg: str):
-    from scdtl.checks import InputError
-    return InputError(msg)
-
 def _fit_to_file(adata, bulk, out, *, layer, config, seed, zeros, bulk_scale, device, progress):
     "`impute` of a backed AnnData: fit on its counts in memory, then impute its file chunk by chunk into `out`."
     from scdtl.api import SCDTL, check_zeros
     from scdtl.atlas import impute_file
-    if not adata.isbacked: raise _input_error("out= is for a backed AnnData (anndata.read_h5ad(path, backed='r')); an "
+    if not adata.isbacked: raise _InputError("out= is for a backed AnnData (anndata.read_h5ad(path, backed='r')); an "
                                               "in-memory AnnData gets its results in adata.layers: drop out=")
-    if out is None: raise _input_error("a backed AnnData is imputed into a new file, chunk by chunk: pass out='imputed.h5ad'")
+    if out is None: raise _InputError("a backed AnnData is imputed into a new file, chunk by chunk: pass out='imputed.h5ad'")
     check_zeros(zeros)
     model = SCDTL(config, seed=seed, device=device, progress=progress)
     model.fit(adata.to_memory(), bulk, layer=layer, bulk_scale=bulk_scale)
