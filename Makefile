@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PROFILE ?= standard
 DEVICE ?= cpu
 
-.PHONY: demo test check-sources readme figures figures-grid figures-other quick quick-ablation scale clean-venv
+.PHONY: demo test check-sources readme figures figures-bench figures-notebooks $(addprefix nb-,$(PAPER_NBS)) quick quick-ablation scale clean-venv
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,15 +38,16 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The paper's figures and tables: the benchmark grid (held-out, MCV and null tasks, every method in a fresh worker
-# process, WORKERS at a time with one thread each) and the ablations through the CLI, then every notebook of nbs/paper
-# through papermill (THREADS threads each). PROFILE=standard: 98 min on this 2-core machine (/usr/bin/time make figures
-# PROFILE=standard, figures/time_figures_standard.txt: grid 41 min, ablations 47 (eight U-Net variants x 3 seeds), notebooks 10; the 45-minute goal is not
-# met, see the README); PROFILE=smoke checks the route in minutes with tiny networks;
-# PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed notebooks in
-# figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are relative to
-# nbs/paper. Data: $SCDTL_DATA_DIR.
-THREADS ?= 2
+# process) and the ablations through ONE pool of WORKERS processes with one thread each (`scdtl bench all`: the
+# ablations' long U-Net fits first, the grid's short jobs fill in, no worker idles between the two), then every notebook
+# of nbs/paper through papermill, NB_JOBS at a time with THREADS threads each, the two longest first. PROFILE=standard
+# on this 2-core machine: see figures/time_figures_standard.txt (the README reads it); PROFILE=smoke checks the route in
+# minutes with tiny networks; PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed
+# notebooks in figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are
+# relative to nbs/paper. Data: $SCDTL_DATA_DIR.
+THREADS ?= 1
 WORKERS ?= 2
+NB_JOBS ?= 2
 RUN := OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS)
 PAPERMILL := $(RUN) $(VENV)/bin/papermill --cwd nbs/paper
 NB_ARGS = -p profile $(PROFILE) -p device $(DEVICE) -p out_dir ../../figures
@@ -54,29 +55,34 @@ GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
 BULK_CACHE := .cache/bulk_models
 BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
-ABLATION_SEEDS_standard = --seeds 0,1,2
+PAPER_NBS := zeros fig6_trajectory fig5_umap training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
+	ablation table1_datasets
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
-# The bulk models are shared by the grid and the ablations of one run, through $(BULK_CACHE), emptied before each run.
+# The bulk models are shared by the grid, the ablations and the notebooks of one run, through $(BULK_CACHE), emptied
+# before each run.
 figures: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
-	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-grid figures-other
+	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-bench figures-notebooks
 
-figures-grid: $(STAMP)
-	$(BENCH) grid --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
-	$(call paper_nb,fig3_accuracy) $(NB_ARGS) $(GRID)
-	$(call paper_nb,fig4_clustering) $(NB_ARGS) $(GRID)
+figures-bench: $(STAMP)
+	$(BENCH) all --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) --quiet --out figures
+
+figures-notebooks: $(STAMP)
+	$(MAKE) -j$(NB_JOBS) $(addprefix nb-,$(PAPER_NBS))
+
+nb-fig3_accuracy nb-fig4_clustering nb-fig7_mcv nb-fig8_false_signals:
+	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) $(GRID)
+nb-fig5_umap:
 	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID) -p bulk_cache ../../$(BULK_CACHE)
-	$(call paper_nb,fig7_mcv) $(NB_ARGS) $(GRID)
-	$(call paper_nb,fig8_false_signals) $(NB_ARGS) $(GRID)
-
-figures-other: $(STAMP)
-	$(call paper_nb,table1_datasets) -p out_dir ../../figures
-	$(BENCH) ablation --profile $(PROFILE) --device $(DEVICE) --workers $(WORKERS) $(ABLATION_SEEDS_$(PROFILE)) --quiet --out figures
-	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
-	$(call paper_nb,zeros) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
+nb-zeros nb-fig6_trajectory:
+	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
+nb-training_curves:
 	$(call paper_nb,training_curves) $(NB_ARGS)
-	$(call paper_nb,fig6_trajectory) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
+nb-ablation:
+	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
+nb-table1_datasets:
+	$(call paper_nb,table1_datasets) -p out_dir ../../figures
 
 # After every model change: the quick profile (the real preset on the smallest CellBench set, one task per protocol,
 # every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (118 s here, three scDTL outputs). Its ablations:

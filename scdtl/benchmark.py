@@ -11,7 +11,7 @@ from typing import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from functools import partial
-from itertools import product
+from itertools import islice, product
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
@@ -26,8 +26,9 @@ from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_group
 # %% auto #0
 __all__ = ['CELLBENCH_LINES', 'OUTPUTS', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
            'NULL_MIN_CELLS', 'HIGHER_IS_BETTER', 'TASK_KEYS', 'Job', 'measured', 'compile_kernels', 'run_jobs',
-           'BulkModels', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile', 'subsample', 'run_grid',
-           'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations', 'run_ablations']
+           'run_plans', 'BulkModels', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile', 'subsample',
+           'run_grid', 'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations',
+           'run_ablations', 'run_all']
 
 # %% ../nbs/40_benchmark.ipynb #140fdf30
 @dataclass
@@ -128,6 +129,16 @@ def run_jobs(jobs, *, workers: int = 2, progress: bool = True, desc: str | None 
         bar.close()
     return [results[i] for i in range(n)]
 
+# %% ../nbs/40_benchmark.ipynb #8a2133c8
+def run_plans(plans, *, workers: int = 2, progress: bool = True, desc: str | None = None) -> list[list]:
+    "Several job iterables through ONE pool of `workers`, in order: each plan's results, in its job order."
+    sizes = [0] * len(plans)
+    def chained():
+        for i, plan in enumerate(plans):
+            for job in plan: sizes[i] += 1; yield job
+    results = iter(run_jobs(chained(), workers=workers, progress=progress, desc=desc))
+    return [list(islice(results, n)) for n in sizes]
+
 # %% ../nbs/40_benchmark.ipynb #4fee9664
 CELLBENCH_LINES = ["A549", "NCIH1975", "NCIH2228", "NCIH838", "HCC827"]  # the five CellBench lines in the GDSC panel
 
@@ -144,6 +155,7 @@ class BulkModels:
         self.bulk, self.device, self._panel = bulk, device, _fingerprint(bulk)
         self._tmp = None if cache else tempfile.TemporaryDirectory(prefix="scdtl_bulk_")  # removed with this object
         self.dir = Path(cache or self._tmp.name); self.dir.mkdir(parents=True, exist_ok=True)
+        self._given = set()                                                  # files whose training job was handed out
 
     def file(self, config: Config, seed: int) -> Path:
         "Where the bulk model of this panel, `config`'s phase-(i) settings and `seed` is kept (trained yet or not)."
@@ -159,6 +171,12 @@ class BulkModels:
     def job(self, config: Config, seed: int) -> Job:
         "A `Job` that trains the model in a worker; the jobs that load it wait for its file."
         return Job(f"bulk model, seed {seed}", lambda: [str(self.path(config, seed))])
+
+    def jobs(self, config: Config, seeds) -> list[Job]:
+        "The `job`s of `seeds` not yet handed out by this object: plans sharing it train each model once."
+        new = [s for s in dict.fromkeys(seeds) if self.file(config, s) not in self._given]
+        self._given.update(self.file(config, s) for s in new)
+        return [self.job(config, s) for s in new]
 
 OUTPUTS = {  # scDTL's outputs of one fit, log1p_norm: the default imputation, every zero filled, the denoised matrix
     "impute": lambda model, observed, genes: model.impute(observed, genes=genes).toarray(),
@@ -237,6 +255,7 @@ class Profile:
     null_seeds: tuple = (0,)              # null tasks of every data set, per kind of null
     workers: int = 2                      # worker processes, one thread each
     ablation_datasets: tuple = ("cellbench_celseq2_5cl",)  # where `run_ablations` runs by default
+    ablation_seeds: tuple = (0,)          # and with which seeds
 
     def blocks(self) -> list[tuple]:
         "Every held-out (datasets, rates, seeds) block of the grid, the main one first."
@@ -265,7 +284,7 @@ PROFILES = {
     # this 2-core CPU in 45 minutes with the ablations and figures: held-out on the three CellBench line sets at every
     # rate with three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with
     # three seeds (their 10 and 20% runs are in `full`); one MCV split and one null draw per set; scVI capped at 25 epochs
-    "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0,), scvi_epochs=25,
+    "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0,), scvi_epochs=25, ablation_seeds=(0, 1, 2),
                         also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
     "full": Profile("full", (*CELLBENCH, *CLUSTERING_SETS),
                     seeds=(0, 1, 2, 3, 4), mcv_seeds=(0, 1, 2, 3, 4), null_seeds=(0, 1, 2), config="paper",
@@ -336,6 +355,23 @@ def _describe(name, task) -> str:
     return f"{name} {task.kind}" + (f" {task.rate:.0%}" if task.kind == "heldout" else f" {getattr(task, 'null', '')}") + f" s{task.seed}"
 
 # %% ../nbs/40_benchmark.ipynb #2e5c249a
+def _grid_plan(p: Profile, bulk, bulk_models: BulkModels, *, device=None, data_dir=None):
+    "The grid's jobs: the bulk models it needs, then one job per task x method (and each MCV task's controls)."
+    cfg = get_config(p.config)
+    seeds_used = sorted({*(s for _, _, ss in p.blocks() for s in ss), *p.mcv_seeds, *p.null_seeds})
+    if "scDTL" in p.methods and cfg.ablation.transfers: yield from bulk_models.jobs(cfg, seeds_used)
+    for name, labels, task in _grid_tasks(p, bulk, data_dir):
+        registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed,
+                           device=device, bulk_models=bulk_models)
+        for method, fn in registry.items():
+            yield Job(f"{_describe(name, task)} {method}", partial(_method_rows, p.name, name, labels, task, method, fn),
+                      needs=getattr(fn, "needs", ()))
+        if task.kind == "mcv": yield Job(f"{_describe(name, task)} controls", partial(_control_rows, p.name, name, task))
+
+def _rows(results: list) -> pd.DataFrame:
+    "A plan's result rows as a table (bulk-model jobs give file names, not rows)."
+    return pd.DataFrame([r for rs in results for r in rs if isinstance(r, dict)])
+
 def run_grid(profile: str | Profile = "smoke", *, datasets=None, rates=None, seeds=None, method_names=None,
              kinds=None, workers: int | None = None, device=None, data_dir=None, bulk_cache=None,
              progress: bool = True) -> pd.DataFrame:
@@ -344,20 +380,8 @@ def run_grid(profile: str | Profile = "smoke", *, datasets=None, rates=None, see
     p = get_profile(profile, datasets=datasets, rates=rates, seeds=seeds, methods=method_names, kinds=kinds, workers=workers)
     bulk, _ = load("gdsc", data_dir=data_dir), compile_kernels()
     bulk_models = BulkModels(bulk, device=device, cache=bulk_cache)     # phase (i) once per seed, for every task
-    cfg = get_config(p.config)
-    seeds_used = sorted({*(s for _, _, ss in p.blocks() for s in ss), *p.mcv_seeds, *p.null_seeds})
-    first = [bulk_models.job(cfg, s) for s in seeds_used] if "scDTL" in p.methods and cfg.ablation.transfers else []
-    def jobs():
-        yield from first
-        for name, labels, task in _grid_tasks(p, bulk, data_dir):
-            registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed,
-                               device=device, bulk_models=bulk_models)
-            for method, fn in registry.items():
-                yield Job(f"{_describe(name, task)} {method}", partial(_method_rows, p.name, name, labels, task, method, fn),
-                          needs=getattr(fn, "needs", ()))
-            if task.kind == "mcv": yield Job(f"{_describe(name, task)} controls", partial(_control_rows, p.name, name, task))
-    rows = run_jobs(jobs(), workers=p.workers, progress=progress, desc=p.name)[len(first):]
-    return pd.DataFrame([r for rs in rows for r in rs])
+    plan = _grid_plan(p, bulk, bulk_models, device=device, data_dir=data_dir)
+    return _rows(run_jobs(plan, workers=p.workers, progress=progress, desc=p.name))
 
 # %% ../nbs/40_benchmark.ipynb #b78a88bf
 HIGHER_IS_BETTER = {"pcc": True, "cell_pcc": True, "ari": True, "fmi": True, "nmi": True, "zeros_preserved": True,
@@ -469,27 +493,51 @@ def ablations(config="fast") -> dict:
         if (cfg := replace(c, **over)) not in seen: seen.append(cfg); out[name] = over
     return out
 
-def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=(0,), variants=None,
+def _ablation_profile(profile: str | Profile, *, datasets=None, rates=(0.4,), seeds=None, workers=None) -> Profile:
+    "The held-out-only profile the ablations run: the profile's ablation data sets and seeds unless given."
+    p0 = get_profile(profile)
+    return get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds or p0.ablation_seeds,
+                       kinds=["heldout"], workers=workers)
+
+def _panels(gdsc, *, device=None, cache=None) -> dict:
+    "Bulk models of the matched panel (GDSC) and of the unmatched one (the five CellBench lines removed)."
+    unmatched = gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()
+    return {k: BulkModels(b, device=device, cache=cache) for k, b in (("matched", gdsc), ("unmatched", unmatched))}
+
+def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None, data_dir=None):
+    "The ablations' jobs: both panels' bulk models, then one job per held-out task x variant (every zero filled)."
+    runs = [(v, "matched", o) for v, o in ablations(p.config).items() if variants is None or v in variants]
+    runs.append(("scDTL", "unmatched", {}))
+    cfg = get_config(p.config)
+    if cfg.ablation.transfers:
+        for m in panels.values(): yield from m.jobs(cfg, p.seeds)
+    for name, labels, task in _grid_tasks(p, gdsc, data_dir):
+        for variant, panel, over in runs:
+            fn = scdtl_method(panels[panel].bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
+                              modes=("fill",), **over)            # the architecture's own estimate at every zero
+            yield Job(f"{_describe(name, task)} {variant} ({panel})",
+                      partial(_method_rows, p.name, name, labels, task, "scDTL", fn, variant=variant, bulk_panel=panel),
+                      needs=fn.needs)
+
+def _ablation_frame(results: list) -> pd.DataFrame: return _rows(results).drop(columns=["method", "task", "null"])
+
+def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=None, variants=None,
                   workers: int | None = None, device=None, data_dir=None, bulk_cache=None, progress: bool = True) -> pd.DataFrame:
     "Every ablation (zeros filled) with the matched panel, and the full model with the unmatched one: a row per held-out run."
     from scdtl.data import load
-    p0 = get_profile(profile)
-    p = get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds, kinds=["heldout"], workers=workers)
+    p = _ablation_profile(profile, datasets=datasets, rates=rates, seeds=seeds, workers=workers)
     gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
-    unmatched = gdsc[~gdsc.obs_names.isin(CELLBENCH_LINES)].copy()
-    panels = {k: BulkModels(b, device=device, cache=bulk_cache) for k, b in (("matched", gdsc), ("unmatched", unmatched))}
-    runs = [(v, "matched", gdsc, o) for v, o in ablations(p.config).items() if variants is None or v in variants]
-    runs.append(("scDTL", "unmatched", unmatched, {}))
-    cfg = get_config(p.config)
-    first = [m.job(cfg, s) for m in panels.values() for s in p.seeds] if cfg.ablation.transfers else []
-    def jobs():
-        yield from first
-        for name, labels, task in _grid_tasks(p, gdsc, data_dir):
-            for variant, panel, bulk, over in runs:
-                fn = scdtl_method(bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
-                                  modes=("fill",), **over)            # the architecture's own estimate at every zero
-                yield Job(f"{_describe(name, task)} {variant} ({panel})",
-                          partial(_method_rows, p.name, name, labels, task, "scDTL", fn, variant=variant, bulk_panel=panel),
-                          needs=fn.needs)
-    rows = run_jobs(jobs(), workers=p.workers, progress=progress, desc="ablations")[len(first):]
-    return pd.DataFrame([r for rs in rows for r in rs]).drop(columns=["method", "task", "null"])
+    plan = _ablation_plan(p, gdsc, _panels(gdsc, device=device, cache=bulk_cache), variants, device=device, data_dir=data_dir)
+    return _ablation_frame(run_jobs(plan, workers=p.workers, progress=progress, desc="ablations"))
+
+def run_all(profile: str | Profile = "smoke", *, workers: int | None = None, device=None, data_dir=None, bulk_cache=None,
+            progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The profile's grid and its ablations through ONE pool, the ablations' long fits first: (grid, ablations)."
+    from scdtl.data import load
+    p, pa = get_profile(profile, workers=workers), _ablation_profile(profile, workers=workers)
+    gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
+    panels = _panels(gdsc, device=device, cache=bulk_cache)                   # the grid shares the matched models
+    abl, grid = run_plans([_ablation_plan(pa, gdsc, panels, device=device, data_dir=data_dir),
+                           _grid_plan(p, gdsc, panels["matched"], device=device, data_dir=data_dir)],
+                          workers=p.workers, progress=progress, desc=p.name)
+    return _rows(grid), _ablation_frame(abl)

@@ -155,6 +155,14 @@ def cmd_bench(args) -> int:
             atlas = write_synthetic(Path(args.work_dir) / f"atlas_budget_{args.budget_cells}.h5ad", args.budget_cells)
             cost = schedule_cost(read(atlas), load("gdsc"), config=args.config)
             cost.to_csv(out / "scale_budget.csv", index=False); print(cost.round(3).to_string(index=False))
+    elif args.what == "all":                                            # one pool: no worker idles between the two
+        if any(v is not None for v in narrow.values()):
+            print("error: `bench all` runs the profile as defined; narrow with `bench grid` or `bench ablation`", file=sys.stderr)
+            return 2
+        table, ablation = benchmark.run_all(args.profile, workers=args.workers, device=args.device,
+                                            bulk_cache=args.bulk_cache, progress=not args.quiet)
+        ablation.to_csv(apath := out / f"bench_ablation_{args.profile}.csv", index=False); print(f"wrote {apath}")
+        path = out / f"bench_grid_{args.profile}.csv"
     elif args.what == "ablation":
         table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
                                         progress=not args.quiet,
@@ -230,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--quiet", action="store_true", help="no progress bars")
     bench = sub.add_parser("bench", help="peer grid, ablations or speed on the real data sets (reads $SCDTL_DATA_DIR)")
-    bench.add_argument("what", choices=["grid", "ablation", "speed", "scale"])
+    bench.add_argument("what", choices=["grid", "ablation", "all", "speed", "scale"],
+                       help="all: the grid and the ablations in one pool of workers (both CSVs)")
     bench.add_argument("--profile", default="smoke", choices=["smoke", "quick", "standard", "full"],
                        help="smoke: seconds, tiny networks (tests the route); quick: minutes, the real preset on one small "
                             "set (after every model change); standard: every real set, 3 seeds, this 2-core CPU; "

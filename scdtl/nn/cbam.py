@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from ..checks import InputError
+from .unet import Conv1d  # PyTorch's, run channels-last on CPU (the U-Net notebook)
 
 # %% auto #0
 __all__ = ['ChannelAttention', 'SpatialAttention', 'CBAM', 'CBAMFusion', 'ResidualFusion']
@@ -28,7 +29,7 @@ class SpatialAttention(nn.Module):
     def __init__(self, *, kernel_size: int = 7):  # paper: kernel 7
         super().__init__()
         if kernel_size % 2 == 0: raise InputError(f"kernel_size must be odd to keep the gene count, got {kernel_size}.")
-        self.conv = nn.Conv1d(2, 1, kernel_size, padding=kernel_size // 2)
+        self.conv = Conv1d(2, 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C,G) -> (B,1,G)
         return torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)))
@@ -59,7 +60,7 @@ class CBAMFusion(nn.Module):
         self.n_channels, self.mode, self.out_activation = n_channels, mode, out_activation
         if mode == "cbam":
             self.cbam = CBAM(n_channels, reduction=reduction, kernel_size=kernel_size)
-            self.proj = nn.Conv1d(n_channels, 1, 1)
+            self.proj = Conv1d(n_channels, 1, 1)
 
     def forward(self, *views: torch.Tensor, return_attention: bool = False):  # n x (B,G) -> (B,G) [, maps]
         if len(views) != self.n_channels or len({v.shape for v in views}) != 1 or views[0].ndim != 2:
