@@ -55,7 +55,7 @@ GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
 BULK_CACHE := .cache/bulk_models
 BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
-PAPER_NBS := zeros fig6_trajectory fig5_umap training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
+PAPER_NBS := zeros fig6_trajectory unet_gate fig5_umap training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
 	ablation table1_datasets
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
@@ -75,7 +75,7 @@ nb-fig3_accuracy nb-fig4_clustering nb-fig7_mcv nb-fig8_false_signals:
 	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) $(GRID)
 nb-fig5_umap:
 	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID) -p bulk_cache ../../$(BULK_CACHE)
-nb-zeros nb-fig6_trajectory:
+nb-zeros nb-fig6_trajectory nb-unet_gate:
 	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
 nb-training_curves:
 	$(call paper_nb,training_curves) $(NB_ARGS)

@@ -303,3 +303,11 @@ def test_cli_bench_grid_every_protocol(tmp_path):
     null = grid[grid.task == "false_signals"]
     assert (null[null.method == "no imputation"].spurious_corr == 0).all() and set(null.null) == {"one population", "permuted"}
     assert (grid.dropna(subset=["seconds"]).peak_mib > 0).all()   # each method's own fresh worker
+
+
+def test_cli_bench_all_refuses_narrowing(tmp_path):
+    "`scdtl bench all` runs a profile as defined: a narrowing option exits 2 with the commands that narrow, no CSV."
+    r = run([SCDTL, "bench", "all", "--profile", "smoke", "--datasets", "cellbench_dropseq_3cl", "--out", str(tmp_path)],
+            cwd=tmp_path)
+    assert r.returncode == 2 and "bench grid" in r.stderr and "bench ablation" in r.stderr, r.stderr[-2000:]
+    assert list(tmp_path.glob("*.csv")) == []
