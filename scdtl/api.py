@@ -22,7 +22,7 @@ from . import distributed
 
 # %% auto #0
 __all__ = ['MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT', 'SparseRows',
-           'SCDTL', 'distributed_current', 'check_zeros']
+           'SCDTL', 'distributed_current', 'fit_cells', 'check_zeros']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -116,9 +116,16 @@ def _check_bulk_ready(self: SCDTL):
 @patch
 def fit(self: SCDTL, adata: ad.AnnData, bulk: ad.AnnData | None = None, *, layer: str | None = None,
         bulk_scale: str | None = None, checkpoint_dir=None, checkpoint_every: int = 500, distributed: bool = False) -> SCDTL:
-    "Train phases (ii) and (iii) on the raw counts of `adata` (`.X` or `layer`); `bulk` runs phase (i) first."
-    return self._fit(observed(adata, layer=layer), bulk, layer=layer, bulk_scale=bulk_scale, checkpoint_dir=checkpoint_dir,
+    "Train phases (ii) and (iii) on the raw counts of `adata` (`.X` or `layer`; in memory or backed); `bulk` runs phase (i) first."
+    cells = fit_cells(adata, self.config.schedule.max_fit_cells, self.seed)     # bounded: at most max_fit_cells in memory
+    return self._fit(observed(cells, layer=layer), bulk, layer=layer, bulk_scale=bulk_scale, checkpoint_dir=checkpoint_dir,
                      checkpoint_every=checkpoint_every, distributed=distributed)
+
+def fit_cells(adata: ad.AnnData, max_cells: int, seed: int = 0) -> ad.AnnData:
+    "The cells `fit` reads, in memory: all of them, or a seeded subsample of `max_cells` (read from disk when backed)."
+    rows = seeded_rows(adata.n_obs, max_cells, seed)
+    sub = adata if len(rows) == adata.n_obs else adata[rows]
+    return sub.to_memory() if sub.isbacked else sub
 
 MIN_FIT_CELLS = 60  # below this, warn: a gene-mean fill imputed as well or better (measured, see below)
 

@@ -72,18 +72,23 @@ def cmd_fit(args) -> int:
     from contextlib import nullcontext
     from scdtl import distributed
     from scdtl.api import SCDTL
-    from scdtl.benchmark import subsample
+    from dataclasses import replace
+    import anndata as ad
+    from scdtl.config import get_config
     from scdtl.checks import InputError
     from scdtl.data import read, read_bulk
     if Path(args.output).suffix != ".pt": raise InputError(f"the model file must end in .pt, got {args.output}")
-    adata = subsample(read(args.sc_file, orientation=args.orientation), args.max_cells, seed=args.seed)
+    config = get_config(args.config)
+    if args.max_cells: config = get_config(config, schedule=replace(config.schedule, max_fit_cells=args.max_cells))
+    h5ad = Path(args.sc_file).suffix == ".h5ad" and Path(args.sc_file).is_file()   # read from disk: only the cells fit reads
+    adata = ad.read_h5ad(args.sc_file, backed="r") if h5ad else read(args.sc_file, orientation=args.orientation)
     bulk = read_bulk(args.bulk, scale=args.bulk_scale)
     with distributed.process_group(args.device) if args.distributed else nullcontext(args.device) as device:
-        model = SCDTL(args.config, seed=args.seed, device=device, progress=not args.quiet)
+        model = SCDTL(config, seed=args.seed, device=device, progress=not args.quiet)
         model.fit(adata, bulk, checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
                   distributed=args.distributed)
         if distributed.current() is None or distributed.current().main:
-            model.save(args.output); print(f"wrote {args.output}: {model!r}, {len(model.genes)} modelled genes, {adata.n_obs} cells")
+            model.save(args.output); print(f"wrote {args.output}: {model!r}, {len(model.genes)} modelled genes, fitted on {len(model.split)} of {adata.n_obs} cells")
     return 0
 
 # %% ../nbs/22_cli.ipynb #17e21e4b
@@ -214,7 +219,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
     for s in (imp, den): s.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
     fit.add_argument("-o", "--output", required=True, help="the model file (.pt)")
-    fit.add_argument("--max-cells", type=int, help="fit on a seeded subsample of this many cells (default: all)")
+    fit.add_argument("--max-cells", type=int, help="fit on a seeded subsample of at most this many cells (default: the "
+                     "preset's max_fit_cells, 100000; an .h5ad is read from disk, only those cells)")
     fit.add_argument("--checkpoint-dir", help="save checkpoints here; run the same command again to resume after a kill")
     fit.add_argument("--checkpoint-every", type=int, default=500, help="optimiser steps between checkpoints (default 500)")
     fit.add_argument("--distributed", action="store_true", help="one rank of a torchrun launch: `torchrun "

@@ -50,6 +50,8 @@ class Schedule:
     large_batch_size: int = 256     # the batch when the training split exceeds epoch_cells: 2-3x the cells/s of 64 on CPU
     max_cells: int = 100_000        # a phase stops once it has seen this many cells (repeats counted)
     max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
+    max_fit_cells: int = 100_000    # fit reads at most this many cells: a seeded subsample of a bigger set, read from disk when
+                                    # the AnnData is backed (a phase sees max_cells draws, so more cells would add little)
     phase_minutes: float | None = None  # ours: a phase also stops after the epoch that passes this wall-clock budget (None: no
                                         # budget; a budget makes the run depend on the machine's speed)
 

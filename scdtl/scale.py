@@ -14,12 +14,11 @@ from .checks import InputError, set_scale
 
 # %% auto #0
 __all__ = ['TENX_METADATA', 'TENX_SHA256', 'GENE_STATS_SET', 'SYMBOL_SETS', 'LIBRARIES', 'ATLAS', 'GENERATOR_VERSION',
-           'RESULT_TAG', 'PEAK_TAG', 'THREAD_VARS', 'METHODS', 'MAX_CELLS', 'MAGIC_GENES', 'SCVI_CHUNK',
-           'SCDTL_FIT_MAX', 'STAGES', 'COLUMNS', 'NOTES', 'COLORS', 'tenx_libraries', 'sparsity_stats', 'default_stats',
-           'symbols', 'real_symbols', 'AtlasConstants', 'atlas_genes', 'AtlasPlan', 'atlas_plan', 'plan_cells',
-           'synthetic_atlas', 'expected_detected', 'synthetic_params', 'write_synthetic', 'measure',
-           'scvi_default_epochs', 'peer_code', 'scdtl_code', 'run_scale', 'plot_scale', 'scale_ratios',
-           'inference_throughput', 'schedule_cost']
+           'RESULT_TAG', 'PEAK_TAG', 'THREAD_VARS', 'METHODS', 'MAX_CELLS', 'MAGIC_GENES', 'SCVI_CHUNK', 'STAGES',
+           'COLUMNS', 'NOTES', 'COLORS', 'tenx_libraries', 'sparsity_stats', 'default_stats', 'symbols', 'real_symbols',
+           'AtlasConstants', 'atlas_genes', 'AtlasPlan', 'atlas_plan', 'plan_cells', 'synthetic_atlas',
+           'expected_detected', 'synthetic_params', 'write_synthetic', 'measure', 'scvi_default_epochs', 'peer_code',
+           'scdtl_code', 'run_scale', 'plot_scale', 'scale_ratios', 'inference_throughput', 'schedule_cost']
 
 # %% ../nbs/41_scale.ipynb #f27784ee
 TENX_METADATA = "sc_mixology/sc_10x_5cl.metadata.csv.gz"   # LuyiTian/sc_mixology data/csv, commit 7d00ffb
@@ -357,23 +356,20 @@ _report(impute=dict(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), prep
     raise InputError(f"unknown peer {method!r}; known: scVI, MAGIC")
 
 # %% ../nbs/41_scale.ipynb #aa7b00e2
-SCDTL_FIT_MAX = 100_000   # scDTL fits in memory up to here; a bigger atlas is imputed with the model fitted on its first cells
-
-def scdtl_code(stage: str, path, *, model_path, out_path=None, n_fit: int | None = None, config="fast", seed: int = 0,
+def scdtl_code(stage: str, path, *, model_path, out_path=None, config="fast", seed: int = 0,
                device=None, chunk_size: int = 10_000) -> str:
-    "The child snippet of one scDTL stage: fit (in memory, GDSC as bulk) and save, or load and `atlas.impute_file`."
+    "The child snippet of one scDTL stage: fit (the atlas backed, GDSC as bulk) and save, or load and `atlas.impute_file`."
     dev = "" if device is None else f", device={device!r}"
     cfg = repr(config) if isinstance(config, str) else f"pickle.load(open({str(config)!r}, 'rb'))"  # a pickled Config
     if stage == "fit": return f"""
 import pickle, time, anndata as ad, scdtl
 from scdtl.data import load
 bulk = load("gdsc")
-a = ad.read_h5ad({str(path)!r}, backed="r")
-n_fit = {n_fit!r}
-a = a[:n_fit].to_memory() if n_fit is not None and a.n_obs > n_fit else a.to_memory()
 t0 = time.perf_counter()
+a = ad.read_h5ad({str(path)!r}, backed="r")          # fit reads at most Schedule.max_fit_cells of its cells, from disk
 model = scdtl.SCDTL({cfg}, seed={seed}, progress=False{dev}).fit(a, bulk)
-_report(fit=dict(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), genes=len(model.genes), device=model.device.type))
+_report(fit=dict(seconds=time.perf_counter() - t0, peak_mib=_peak_mib(), genes=len(model.genes), device=model.device.type,
+               cells=len(model.split)))
 model.save({str(model_path)!r})
 """
     if stage == "impute": return f"""
@@ -419,19 +415,16 @@ def _row(method, n, n_genes, stage, r: dict | None = None, *, status=None, **ext
                 device=got.get("device", ""), epochs=got.get("epochs", np.nan), error=(r or {}).get("error", "")) | extra
 
 # %% ../nbs/41_scale.ipynb #a36cda4a
-def _scdtl_rows(n, data, *, work, models, add, run, fit_max, keep, n_genes, **kw):
-    "scDTL at `n` cells: fit (at most `fit_max` cells, once per fit size) in one process, `impute_file` in another."
-    fit_n = min(n, fit_max)
-    if fit_n not in models:
-        path = work / f"scdtl_model_{fit_n}.pt"
-        r = run(scdtl_code("fit", data, model_path=path, n_fit=fit_n, **kw))
-        add(_row("scDTL", fit_n, n_genes, "fit", r, note="" if fit_n == n else f"first {fit_n} cells of the {n}-cell atlas"))
-        models[fit_n] = path if r["status"] == "ok" else None
-    if fit_n < n: add(_row("scDTL", n, n_genes, "fit", note=f"not measured above {fit_max} cells"))
-    if models[fit_n] is None: return add(_row("scDTL", n, n_genes, "impute", note="no fitted model"))
+def _scdtl_rows(n, data, *, work, add, run, keep, n_genes, **kw):
+    "scDTL at `n` cells: fit (on at most `Schedule.max_fit_cells` of them, read from disk) in one process, `impute_file` in another."
+    path = work / f"scdtl_model_{n}.pt"
+    r = run(scdtl_code("fit", data, model_path=path, **kw))
+    cells = r.get("result", {}).get("fit", {}).get("cells", n)
+    add(_row("scDTL", n, n_genes, "fit", r, note="" if cells == n else f"fit reads a seeded subsample of {cells} cells from disk"))
+    if r["status"] != "ok": return add(_row("scDTL", n, n_genes, "impute", note="no fitted model"))
     out = work / f"scdtl_imputed_{n}.h5ad"
-    r = run(scdtl_code("impute", data, model_path=models[fit_n], out_path=out, chunk_size=kw["chunk_size"], device=kw["device"]))
-    add(_row("scDTL", n, n_genes, "impute", r, note=f"{NOTES['scDTL', 'impute']}; model fitted on {fit_n} cells"))
+    r = run(scdtl_code("impute", data, model_path=path, out_path=out, chunk_size=kw["chunk_size"], device=kw["device"]))
+    add(_row("scDTL", n, n_genes, "impute", r, note=f"{NOTES['scDTL', 'impute']}; model fitted on {cells} cells"))
     if not keep: out.unlink(missing_ok=True)
 
 def _peer_rows(m, n, data, *, add, run, scvi_epochs, n_genes, **kw):
@@ -444,13 +437,13 @@ def _peer_rows(m, n, data, *, add, run, scvi_epochs, n_genes, **kw):
 
 def run_scale(sizes=(10_000, 100_000, 1_000_000), *, work_dir, methods=METHODS, n_genes: int = 20000, seed: int = 0,
               config="fast", device=None, threads: int = 2, scvi_epochs: int | None = None, max_cells: dict | None = None,
-              scdtl_fit_max: int = SCDTL_FIT_MAX, timeout: float | None = None, libraries: str = "10x_5cl",
+              timeout: float | None = None, libraries: str = "10x_5cl",
               chunk_size: int = 10_000, keep_outputs: bool = False, progress: bool = True, csv=None) -> pd.DataFrame:
     "Seconds and peak memory of each method's fit and impute at each size, every stage in a fresh process; a row each."
     if set(methods) - set(METHODS): raise InputError(f"unknown methods {sorted(set(methods) - set(METHODS))}; known: {', '.join(METHODS)}")
     work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
     if not isinstance(config, str): (work / "scdtl_config.pkl").write_bytes(pickle.dumps(config)); config = work / "scdtl_config.pkl"
-    caps, rows, models, plan = MAX_CELLS | dict(max_cells or {}), [], {}, atlas_plan(n_genes, seed=seed, libraries=libraries)
+    caps, rows, plan = MAX_CELLS | dict(max_cells or {}), [], atlas_plan(n_genes, seed=seed, libraries=libraries)
     nnz, run = expected_detected(plan).mean(), partial(measure, threads=threads, timeout=timeout)
     def add(row):                                                       # `csv`: the table so far, after every row
         rows.append(row | dict(threads=threads, max_cells=caps.get(row["method"])))
@@ -469,9 +462,8 @@ def run_scale(sizes=(10_000, 100_000, 1_000_000), *, work_dir, methods=METHODS, 
         for m in methods:
             if caps.get(m) is not None and n > caps[m]:
                 for st in STAGES[m]: add(_row(m, n, n_genes, st, note=f"above max_cells={caps[m]}"))
-            elif m == "scDTL": _scdtl_rows(n, data, work=work, models=models, add=add, run=run, fit_max=scdtl_fit_max,
-                                           keep=keep_outputs, n_genes=n_genes, config=config, seed=seed, device=device,
-                                           chunk_size=chunk_size)
+            elif m == "scDTL": _scdtl_rows(n, data, work=work, add=add, run=run, keep=keep_outputs, n_genes=n_genes,
+                                           config=config, seed=seed, device=device, chunk_size=chunk_size)
             else: _peer_rows(m, n, data, add=add, run=run, scvi_epochs=scvi_epochs, n_genes=n_genes, seed=seed,
                              threads=threads, device=device)
     return pd.DataFrame(rows).reindex(columns=COLUMNS)

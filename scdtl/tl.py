@@ -152,7 +152,7 @@ def _fit_write(mode: str, adata, bulk, *, layer, key_added, config, seed, copy, 
     return adata if copy else None
 
 def _fit_to_file(adata, bulk, out, *, layer, config, seed, zeros, bulk_scale, device, progress):
-    "`impute` of a backed AnnData: fit on its counts in memory, then impute its file chunk by chunk into `out`."
+    "`impute` of a backed AnnData: fit (at most `Schedule.max_fit_cells` of its cells read), then impute its file chunk by chunk into `out`."
     from scdtl.api import SCDTL, check_zeros
     from scdtl.atlas import impute_file
     if not adata.isbacked: raise _InputError("out= is for a backed AnnData (anndata.read_h5ad(path, backed='r')); an "
@@ -160,7 +160,7 @@ def _fit_to_file(adata, bulk, out, *, layer, config, seed, zeros, bulk_scale, de
     if out is None: raise _InputError("a backed AnnData is imputed into a new file, chunk by chunk: pass out='imputed.h5ad'")
     check_zeros(zeros)
     model = SCDTL(config, seed=seed, device=device, progress=progress)
-    model.fit(adata.to_memory(), bulk, layer=layer, bulk_scale=bulk_scale)
+    model.fit(adata, bulk, layer=layer, bulk_scale=bulk_scale)
     return impute_file(model, adata.filename, out, zeros=zeros, progress=progress)
 
 def _layers(model, obs, mode: str, zeros) -> tuple:
