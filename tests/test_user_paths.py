@@ -268,6 +268,12 @@ print('LOAD OK')
 
 # ---------------------------------------------------------------- interrupted runs leave nothing behind
 
+def _default_signals():
+    "In the child: SIGINT and SIGTERM at their defaults and unblocked, whatever the test worker's process did to them."
+    for s in (signal.SIGINT, signal.SIGTERM): signal.signal(s, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_leaves_nothing(tmp_path, pair, sig):
     "`scdtl impute` stopped mid-training exits 128+signal, writes no output (nor a temporary file), changes no input."
@@ -276,14 +282,17 @@ def test_interrupt_leaves_nothing(tmp_path, pair, sig):
     digests = {p: sha256(p) for p in (src, b)}
     out = tmp_path / "out" / "imputed.h5ad"; out.parent.mkdir()
     env_cmd = [SCDTL, "impute", str(src), "--bulk", str(b), "-o", str(out), "--config", "paper"]  # paper: long training
-    p = subprocess.Popen(env_cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(env_cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_default_signals)
     seen, t0 = "", time.time()
     while "bulk imputer" not in seen and time.time() - t0 < 300:     # tqdm's bar of phase (i): training has begun
         seen += p.stderr.read(1) if p.poll() is None else ""
         if p.poll() is not None: break
     assert p.poll() is None, f"finished before it could be interrupted: {seen[-2000:]}"
+    status = [l for l in Path(f"/proc/{p.pid}/status").read_text().splitlines() if l.startswith(("SigBlk", "SigIgn", "SigCgt"))]
     p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    try: _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired: p.kill(); p.communicate(); raise AssertionError(f"still running 120 s after {sig!r}: {status}")
     assert p.returncode == 128 + sig, (p.returncode, err[-2000:])
     assert "interrupted; no output was written" in err
     assert list(out.parent.iterdir()) == [] and {q: sha256(q) for q in digests} == digests
