@@ -41,7 +41,8 @@ clean-venv:
 # process) and the ablations through ONE pool of WORKERS processes with one thread each (`scdtl bench all`: the
 # ablations' long U-Net fits first, the grid's short jobs fill in, no worker idles between the two), then every notebook
 # of nbs/paper through papermill, NB_JOBS at a time with THREADS threads each, the two longest first. PROFILE=standard
-# on this 2-core machine: see figures/time_figures_standard.txt (the README reads it); PROFILE=smoke checks the route in
+# on this 2-core machine: see figures/time_figures_standard.txt (the README reads it; its run predates unet_gate, about
+# 3.5 min more at 2 threads); PROFILE=smoke checks the route in
 # minutes with tiny networks; PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed
 # notebooks in figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are
 # relative to nbs/paper. Data: $SCDTL_DATA_DIR.
