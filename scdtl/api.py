@@ -203,12 +203,16 @@ def _chunks(obs: ad.AnnData, size: int = CHUNK_CELLS) -> list[ad.AnnData]:
     "Consecutive views of at most `size` cells of `obs`."
     return [obs[i:i + size] for i in range(0, obs.n_obs, size)]
 
+def _model_input(self: SCDTL, obs: ad.AnnData) -> tuple:  # -> (G,), (n_obs, G) log1p_norm, (n_obs, G) min-max tensor
+    "Columns of the modelled genes in `obs`, their observed log1p_norm values, and the network's input (min-max scale)."
+    cols = gene_columns(obs.var_names, self.genes, fix="the model was trained on them: refit it on this data set")
+    block = to_dense(obs.layers["log1p_norm"].tocsr()[:, cols], np.float32)
+    return cols, block, _to_tensor(self.sc_scaler.transform(block), self.device)
+
 @torch.no_grad()
 def _reconstruction(self: SCDTL, obs: ad.AnnData, *, dropout: bool = False) -> tuple:  # -> (G,), (n_obs, G) x 2 [, x 3]
     "Columns of the modelled genes in `obs`, their observed log1p_norm values, the estimate of every entry [, P(dropout)]."
-    cols = gene_columns(obs.var_names, self.genes, fix="the model was trained on them: refit it on this data set")
-    block = to_dense(obs.layers["log1p_norm"].tocsr()[:, cols], np.float32)
-    x = _to_tensor(self.sc_scaler.transform(block), self.device)
+    cols, block, x = _model_input(self, obs)
     out = reconstruct_tensor(self.net, x, batch_size=PREDICT_BATCH, dropout=dropout)  # min-max scale, every entry
     y, p = (out[0].cpu().numpy(), out[1].cpu().numpy()) if dropout else (out.cpu().numpy(), None)
     estimate = self.sc_scaler.inverse_transform(y).astype(np.float32)
@@ -311,9 +315,7 @@ def _latent(self: SCDTL, obs: ad.AnnData) -> np.ndarray:
     "`latent` on counts already through `observed`."
     if not self.has_latent:
         raise InputError("this configuration (use_bulk=False) never trains the single-cell encoder: it has no latent")
-    cols = gene_columns(obs.var_names, self.genes, fix="refit the model on this data set")
-    return np.vstack([sc_latent(self.net, _to_tensor(self.sc_scaler.transform(o.layers["log1p_norm"].tocsr()[:, cols]),
-                                                     self.device)).cpu().numpy() for o in _chunks(obs)])
+    return np.vstack([sc_latent(self.net, _model_input(self, o)[2]).cpu().numpy() for o in _chunks(obs)])
 
 # %% ../nbs/20_api.ipynb #78160e3d
 FORMAT = "scdtl-model"
