@@ -15,7 +15,7 @@ from itertools import islice, product
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
-from .config import Config, get_config, Architecture, Schedule
+from .config import CONFIGS, Config, get_config, Architecture, Schedule
 from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_counts, make_null_task, false_signals, NULL_KINDS
 from .baselines import FLOORS
 from .preprocess import seeded_rows
@@ -157,6 +157,9 @@ class BulkModels:
         self.dir = Path(cache or self._tmp.name); self.dir.mkdir(parents=True, exist_ok=True)
         self._given = set()                                                  # files whose training job was handed out
 
+    @property
+    def cached(self) -> bool: return self._tmp is None                      # files outlive this object (a `cache` folder)
+
     def file(self, config: Config, seed: int) -> Path:
         "Where the bulk model of this panel, `config`'s phase-(i) settings and `seed` is kept (trained yet or not)."
         key = repr((self._panel, seed, config.arch.bulk_part, config.schedule, config.losses.bulk_mask_rate)).encode()
@@ -178,19 +181,36 @@ class BulkModels:
         self._given.update(self.file(config, s) for s in new)
         return [self.job(config, s) for s in new]
 
+    def fit(self, config: Config, seed: int, observed) -> SCDTL:
+        "A fresh fit on `observed`: from this panel's saved bulk model when `config` transfers, else with the panel itself."
+        if config.ablation.transfers:
+            return SCDTL.load(self.path(config, seed), config=config, device=self.device, progress=False).fit(observed)
+        return SCDTL(config, seed=seed, device=self.device, progress=False).fit(observed, self.bulk)
+
+    def fit_file(self, config: Config, seed: int, observed) -> Path:
+        "Where a run keeps the model fitted on `observed` with `config` (its name aside) and `seed`, for readers after it."
+        key = repr((self._panel, seed, replace(config, name=""), _fingerprint(observed))).encode()
+        return self.dir / f"fit_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
+
+    def fitted(self, config: str | Config, seed: int, observed) -> SCDTL:
+        "The model fitted on `observed`: read back when a run kept it (`scdtl_method(keep=True)`), else fitted here."
+        cfg = get_config(config)
+        if (f := self.fit_file(cfg, seed, observed)).exists(): return SCDTL.load(f, config=cfg, device=self.device, progress=False)
+        return self.fit(cfg, seed, observed)
+
 OUTPUTS = {  # scDTL's outputs of one fit, log1p_norm: the default imputation, every zero filled, the denoised matrix
     "impute": lambda model, observed, genes: model.impute(observed, genes=genes).toarray(),
     "fill": lambda model, observed, genes: model.impute(observed, genes=genes, zeros="fill").toarray(),
     "denoise": lambda model, observed, genes: model.denoise(observed, genes=genes)}
 
 def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkModels | None = None,
-                 modes=("impute",), **overrides):
+                 modes=("impute",), keep: bool = False, **overrides):
     "An scDTL variant behind the common method interface, through the public API: (observed, genes) -> log1p_norm."
     cfg = get_config(config, **overrides)
     models = bulk_models or BulkModels(bulk, device=device)
     def method(observed, genes):  # one fit, one output per mode (a dict mode -> values when there are several)
-        if cfg.ablation.transfers: model = SCDTL.load(models.path(cfg, seed), config=cfg, device=device, progress=False).fit(observed)
-        else: model = SCDTL(cfg, seed=seed, device=device, progress=False).fit(observed, bulk)
+        model = models.fit(cfg, seed, observed)                        # always fitted: the time measured is a fit's
+        if keep: model.save(models.fit_file(cfg, seed, observed))      # `keep`: for a notebook that reads it back
         out = {m: OUTPUTS[m](model, observed, genes) for m in modes}
         return out[modes[0]] if len(modes) == 1 else out
     method.needs = (models.file(cfg, seed),) if cfg.ablation.transfers else ()   # the bulk model it loads
@@ -202,7 +222,7 @@ METHODS = (*FLOORS, *PEERS, "scDTL")  # every name `methods` knows, in the order
 ROWS = (*METHODS, "scDTL fill", "scDTL denoise")  # the rows a grid writes: scDTL's one fit gives three outputs
 
 def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None,
-            bulk_models: BulkModels | None = None, denoise: bool = True) -> dict:
+            bulk_models: BulkModels | None = None, denoise: bool = True, keep: bool = False) -> dict:
     "The registry: name -> method(observed, genes) -> log1p_norm values (scDTL: every output if `denoise`) for `names`."
     from scdtl.peers import alra, knn_smoothing, scrabble, external
     everything = {**{n: partial(f, seed=seed) if n in ("cluster mean", "kNN mean") else f for n, f in FLOORS.items()},
@@ -211,7 +231,7 @@ def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed:
                   "scVI": partial(external.scvi_impute, max_epochs=scvi_epochs, seed=seed),
                   "SCRABBLE": partial(scrabble.scrabble, bulk=bulk, seed=seed),
                   "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device, bulk_models=bulk_models,
-                                        modes=tuple(OUTPUTS) if denoise else ("impute",))}
+                                        modes=tuple(OUTPUTS) if denoise else ("impute",), keep=keep)}
     unknown = set(names) - set(everything)
     if unknown: raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(everything)}")
     return {n: everything[n] for n in names}
@@ -354,6 +374,14 @@ def _control_rows(profile, name, task) -> list[dict]:
 def _describe(name, task) -> str:
     return f"{name} {task.kind}" + (f" {task.rate:.0%}" if task.kind == "heldout" else f" {getattr(task, 'null', '')}") + f" s{task.seed}"
 
+# %% ../nbs/40_benchmark.ipynb #7b6341b4
+def _keeps(p: Profile, name: str, task, config: Config, models: BulkModels) -> bool:
+    "Whether a plan keeps this fit for the notebooks that read it back (zeros, unet_gate): a preset's fit on an ablation data set's 40% held-out or MCV task, with a cache folder."
+    preset = replace(config, name="") in {replace(c, name="") for c in CONFIGS.values()}
+    return (models.cached and preset and name in p.ablation_datasets and task.kind in ("heldout", "mcv")
+            and getattr(task, "rate", 0.4) == 0.4)
+
+
 # %% ../nbs/40_benchmark.ipynb #2e5c249a
 def _grid_plan(p: Profile, bulk, bulk_models: BulkModels, *, device=None, data_dir=None):
     "The grid's jobs: the bulk models it needs, then one job per task x method (and each MCV task's controls)."
@@ -362,7 +390,7 @@ def _grid_plan(p: Profile, bulk, bulk_models: BulkModels, *, device=None, data_d
     if "scDTL" in p.methods and cfg.ablation.transfers: yield from bulk_models.jobs(cfg, seeds_used)
     for name, labels, task in _grid_tasks(p, bulk, data_dir):
         registry = methods(bulk, names=p.methods, config=p.config, scvi_epochs=p.scvi_epochs, seed=task.seed,
-                           device=device, bulk_models=bulk_models)
+                           device=device, bulk_models=bulk_models, keep=_keeps(p, name, task, cfg, bulk_models))
         for method, fn in registry.items():
             yield Job(f"{_describe(name, task)} {method}", partial(_method_rows, p.name, name, labels, task, method, fn),
                       needs=getattr(fn, "needs", ()))
@@ -514,12 +542,13 @@ def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None
     for name, labels, task in _grid_tasks(p, gdsc, data_dir):
         for variant, panel, over in runs:
             fn = scdtl_method(panels[panel].bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
-                              modes=("fill",), **over)            # the architecture's own estimate at every zero
+                              modes=("fill",), keep=panel == "matched" and _keeps(p, name, task, replace(cfg, **over),
+                                                                                   panels[panel]), **over)  # every zero filled
             yield Job(f"{_describe(name, task)} {variant} ({panel})",
                       partial(_method_rows, p.name, name, labels, task, "scDTL", fn, variant=variant, bulk_panel=panel),
                       needs=fn.needs)
 
-def _ablation_frame(results: list) -> pd.DataFrame: return _rows(results).drop(columns=["method", "task", "null"])
+def _ablation_frame(rows: pd.DataFrame) -> pd.DataFrame: return rows.drop(columns=["method", "task", "null"])  # `_rows` of a plan
 
 def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=None, variants=None,
                   workers: int | None = None, device=None, data_dir=None, bulk_cache=None, progress: bool = True) -> pd.DataFrame:
@@ -528,7 +557,7 @@ def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4
     p = _ablation_profile(profile, datasets=datasets, rates=rates, seeds=seeds, workers=workers)
     gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
     plan = _ablation_plan(p, gdsc, _panels(gdsc, device=device, cache=bulk_cache), variants, device=device, data_dir=data_dir)
-    return _ablation_frame(run_jobs(plan, workers=p.workers, progress=progress, desc="ablations"))
+    return _ablation_frame(_rows(run_jobs(plan, workers=p.workers, progress=progress, desc="ablations")))
 
 def run_all(profile: str | Profile = "smoke", *, workers: int | None = None, device=None, data_dir=None, bulk_cache=None,
             progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -537,7 +566,28 @@ def run_all(profile: str | Profile = "smoke", *, workers: int | None = None, dev
     p, pa = get_profile(profile, workers=workers), _ablation_profile(profile, workers=workers)
     gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
     panels = _panels(gdsc, device=device, cache=bulk_cache)                   # the grid shares the matched models
-    abl, grid = run_plans([_ablation_plan(pa, gdsc, panels, device=device, data_dir=data_dir),
+    shared = _grid_covers(p, pa)                                              # the ablation 'scDTL' is a grid fit
+    variants = [v for v in ablations(pa.config) if v != "scDTL"] if shared else None
+    abl, grid = run_plans([_ablation_plan(pa, gdsc, panels, variants, device=device, data_dir=data_dir),
                            _grid_plan(p, gdsc, panels["matched"], device=device, data_dir=data_dir)],
                           workers=p.workers, progress=progress, desc=p.name)
-    return _rows(grid), _ablation_frame(abl)
+    grid, abl = _rows(grid), _rows(abl)
+    if shared: abl = _in_plan_order(pd.concat([abl, _from_grid(grid, pa)[abl.columns]]), pa)
+    return grid, _ablation_frame(abl)
+
+def _grid_covers(p: Profile, pa: Profile) -> bool:
+    "Whether grid profile `p` runs scDTL (same preset) on every held-out task of ablation profile `pa`."
+    tasks = {t for ds, rs, ss in p.blocks() for t in product(ds, rs, ss)} if "heldout" in p.kinds else set()
+    return "scDTL" in p.methods and p.config == pa.config and set(product(pa.datasets, pa.rates, pa.seeds)) <= tasks
+
+def _from_grid(grid: pd.DataFrame, pa: Profile) -> pd.DataFrame:
+    "The grid's 'scDTL fill' rows on the ablations' tasks: the ablation 'scDTL' with the matched panel (the same fits)."
+    on = (grid.task == "heldout") & grid.dataset.isin(pa.datasets) & grid.rate.isin(pa.rates) & grid.seed.isin(pa.seeds)
+    return grid[on & (grid.method == "scDTL fill")].assign(variant="scDTL", bulk_panel="matched")
+
+def _in_plan_order(rows: pd.DataFrame, pa: Profile) -> pd.DataFrame:
+    "Ablation rows in the order `_ablation_plan` yields them: data set, rate, seed, then variant (unmatched last)."
+    runs = [*((v, "matched") for v in ablations(pa.config)), ("scDTL", "unmatched")]
+    d = rows.dataset.map({n: i for i, n in enumerate(pa.datasets)}).to_numpy()
+    v = np.array([runs.index(r) for r in zip(rows.variant, rows.bulk_panel)])
+    return rows.iloc[np.lexsort((v, rows.seed.to_numpy(), rows.rate.to_numpy(), d))].reset_index(drop=True)
