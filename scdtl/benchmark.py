@@ -25,7 +25,7 @@ from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_group
 
 # %% auto #0
 __all__ = ['CELLBENCH_LINES', 'OUTPUTS', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
-           'NULL_MIN_CELLS', 'HIGHER_IS_BETTER', 'TASK_KEYS', 'Job', 'measured', 'compile_kernels', 'run_jobs',
+           'NULL_MIN_CELLS', 'HIGHER_IS_BETTER', 'TASK_KEYS', 'PARTS', 'Job', 'measured', 'compile_kernels', 'run_jobs',
            'run_plans', 'BulkModels', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile', 'subsample',
            'run_grid', 'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations',
            'run_ablations', 'run_all']
@@ -93,7 +93,8 @@ _fork_safe_numba(strict=False)  # on import, before any scanpy kernel starts num
 
 def compile_kernels():
     "Run the numba kernels the jobs use (UMAP's graph under Leiden, the Wilcoxon test) once, so forks inherit them compiled."
-    import anndata as ad, scanpy
+    import anndata as ad, scanpy, importlib.util
+    if importlib.util.find_spec("scvi"): importlib.import_module("scvi")  # and scvi-tools imported: 2 s a job otherwise
     from scdtl.metrics import leiden_clusters
     x = np.random.default_rng(0).random((60, 30)).astype(np.float32)
     leiden_clusters(x, seed=0)
@@ -276,6 +277,7 @@ class Profile:
     workers: int = 2                      # worker processes, one thread each
     ablation_datasets: tuple = ("cellbench_celseq2_5cl",)  # where `run_ablations` runs by default
     ablation_seeds: tuple = (0,)          # and with which seeds
+    part_seeds: tuple | None = None       # the seeds of the ablations of our U-Net's parts (`PARTS`); None: ablation_seeds
 
     def blocks(self) -> list[tuple]:
         "Every held-out (datasets, rates, seeds) block of the grid, the main one first."
@@ -303,9 +305,10 @@ PROFILES = {
                      ablation_datasets=("cellbench_dropseq_3cl",)),
     # this 2-core CPU in 45 minutes with the ablations and figures: held-out on the three CellBench line sets at every
     # rate with three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with
-    # three seeds (their 10 and 20% runs are in `full`); one MCV split and one null draw per set; scVI capped at 25 epochs
+    # three seeds (their 10 and 20% runs are in `full`); one MCV split and one null draw per set; scVI capped at 25 epochs;
+    # the ablations with three seeds, those of our U-Net's parts with one (`scdtl bench ablation --seeds 0,1,2`: three)
     "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0,), scvi_epochs=25, ablation_seeds=(0, 1, 2),
-                        also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
+                        part_seeds=(0,), also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
     "full": Profile("full", (*CELLBENCH, *CLUSTERING_SETS),
                     seeds=(0, 1, 2, 3, 4), mcv_seeds=(0, 1, 2, 3, 4), null_seeds=(0, 1, 2), config="paper",
                     scvi_epochs=400),  # a GPU
@@ -498,6 +501,8 @@ def _ours(c: Config, **ablation) -> dict:
                 ablation=replace(c.ablation, **{**dict(use_bulk=True, use_unet=True, fusion="residual", cell_context=True,
                                                        gene_order="bulk"), **ablation}))
 
+PARTS = ("ours without gene identity", "ours without cell context", "ours in HVG-table gene order", "ours with CBAM fusion")
+
 def ablations(config="fast") -> dict:
     "Variant name -> scDTL overrides (the paper's ablations and ours); variants equal to the preset itself are left out."
     c = get_config(config); a = c.ablation
@@ -524,8 +529,9 @@ def ablations(config="fast") -> dict:
 def _ablation_profile(profile: str | Profile, *, datasets=None, rates=(0.4,), seeds=None, workers=None) -> Profile:
     "The held-out-only profile the ablations run: the profile's ablation data sets and seeds unless given."
     p0 = get_profile(profile)
-    return get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds or p0.ablation_seeds,
-                       kinds=["heldout"], workers=workers)
+    p = get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds or p0.ablation_seeds,
+                    kinds=["heldout"], workers=workers)
+    return replace(p, part_seeds=None if seeds else p0.part_seeds)          # seeds given: every variant runs them
 
 def _panels(gdsc, *, device=None, cache=None) -> dict:
     "Bulk models of the matched panel (GDSC) and of the unmatched one (the five CellBench lines removed)."
@@ -539,8 +545,10 @@ def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None
     cfg = get_config(p.config)
     if cfg.ablation.transfers:
         for m in panels.values(): yield from m.jobs(cfg, p.seeds)
+    part_seeds = p.seeds if p.part_seeds is None else p.part_seeds
     for name, labels, task in _grid_tasks(p, gdsc, data_dir):
         for variant, panel, over in runs:
+            if variant in PARTS and task.seed not in part_seeds: continue
             fn = scdtl_method(panels[panel].bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
                               modes=("fill",), keep=panel == "matched" and _keeps(p, name, task, replace(cfg, **over),
                                                                                    panels[panel]), **over)  # every zero filled
