@@ -41,8 +41,7 @@ clean-venv:
 # process) and the ablations through ONE pool of WORKERS processes with one thread each (`scdtl bench all`: the
 # ablations' long U-Net fits first, the grid's short jobs fill in, no worker idles between the two), then every notebook
 # of nbs/paper through papermill, NB_JOBS at a time with THREADS threads each, the two longest first. PROFILE=standard
-# on this 2-core machine: see figures/time_figures_standard.txt (the README reads it; its run predates unet_gate, about
-# 3.5 min more at 2 threads); PROFILE=smoke checks the route in
+# on this 2-core machine: see figures/time_figures_standard.txt (the README reads it); PROFILE=smoke checks the route in
 # minutes with tiny networks; PROFILE=full DEVICE=cuda is the GPU route. Figures and tables land in figures/, executed
 # notebooks in figures/notebooks/. Notebooks run in their own folder (--cwd nbs/paper), so paths handed to them are
 # relative to nbs/paper. Data: $SCDTL_DATA_DIR.
@@ -56,12 +55,12 @@ GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
 BULK_CACHE := .cache/bulk_models
 BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
-PAPER_NBS := zeros fig6_trajectory unet_gate fig5_umap training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
+PAPER_NBS := fig6_trajectory zeros fig5_umap training_curves unet_gate fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
 	ablation table1_datasets
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
 # The bulk models are shared by the grid, the ablations and the notebooks of one run, through $(BULK_CACHE), emptied
-# before each run.
+# before each run; so are the few fits the zeros and unet_gate notebooks read back instead of refitting.
 figures: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
 	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-bench figures-notebooks
