@@ -55,12 +55,12 @@ GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
 BULK_CACHE := .cache/bulk_models
 BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
-PAPER_NBS := fig6_trajectory zeros fig5_umap training_curves unet_gate fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
+PAPER_NBS := fig6_trajectory zeros fig5_umap unet_gate training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
 	ablation table1_datasets
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
 # The bulk models are shared by the grid, the ablations and the notebooks of one run, through $(BULK_CACHE), emptied
-# before each run; so are the few fits the zeros and unet_gate notebooks read back instead of refitting.
+# before each run; so are the few fits the zeros, unet_gate and training_curves notebooks read back instead of refitting.
 figures: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
 	/usr/bin/time -f "%e" -o figures/time_figures_$(PROFILE).txt $(MAKE) figures-bench figures-notebooks
@@ -75,10 +75,8 @@ nb-fig3_accuracy nb-fig4_clustering nb-fig7_mcv nb-fig8_false_signals:
 	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) $(GRID)
 nb-fig5_umap:
 	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID) -p bulk_cache ../../$(BULK_CACHE)
-nb-zeros nb-fig6_trajectory nb-unet_gate:
+nb-zeros nb-fig6_trajectory nb-unet_gate nb-training_curves:
 	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
-nb-training_curves:
-	$(call paper_nb,training_curves) $(NB_ARGS)
 nb-ablation:
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 nb-table1_datasets:

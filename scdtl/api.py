@@ -21,8 +21,8 @@ from .checkpoint import Checkpointer
 from . import distributed
 
 # %% auto #0
-__all__ = ['MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT', 'SparseRows',
-           'SCDTL', 'distributed_current', 'fit_cells', 'check_zeros']
+__all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
+           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'check_zeros']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -31,12 +31,18 @@ def _split_tensors(x: torch.Tensor, split: np.ndarray) -> tuple[torch.Tensor, to
     "The training and validation rows of `x`."
     return x[torch.as_tensor(split == "train")], x[torch.as_tensor(split == "val")]
 
+DENSE_ROWS = 2**26  # training matrices of at most this many entries (256 MiB as float32) are scaled once and held dense
+
 class SparseRows:
-    "Rows of a sparse (cells, genes) matrix, min-max scaled and densified one batch at a time: `rows[idx]` -> (B, G)."
-    def __init__(self, X: sp.csr_matrix, scaler: MinMaxScaler, device):
+    "Rows of a sparse (cells, genes) matrix, min-max scaled: `rows[idx]` -> (B, G); densified per batch, or once if small."
+    def __init__(self, X: sp.csr_matrix, scaler: MinMaxScaler, device, *, dense_max: int = DENSE_ROWS):
         self.X, self.scaler, self.device = X.tocsr(), scaler, device
+        small = X.shape[0] * X.shape[1] <= dense_max     # a batch is then a slice: scaling per batch was 4% of a fast fit
+        self.dense = _to_tensor(scaler.transform(self.X), device) if small else None
     def __len__(self) -> int: return self.X.shape[0]
-    def __getitem__(self, idx) -> torch.Tensor: return _to_tensor(self.scaler.transform(self.X[np.asarray(idx)]), self.device)
+    def __getitem__(self, idx) -> torch.Tensor:
+        if self.dense is not None: return self.dense[torch.as_tensor(idx, device=self.device)]
+        return _to_tensor(self.scaler.transform(self.X[np.asarray(idx)]), self.device)
 
 # %% ../nbs/20_api.ipynb #adae0e5a
 class SCDTL:

@@ -277,7 +277,8 @@ class Profile:
     workers: int = 2                      # worker processes, one thread each
     ablation_datasets: tuple = ("cellbench_celseq2_5cl",)  # where `run_ablations` runs by default
     ablation_seeds: tuple = (0,)          # and with which seeds
-    part_seeds: tuple | None = None       # the seeds of the ablations of our U-Net's parts (`PARTS`); None: ablation_seeds
+    part_seeds: tuple | None = None       # the seeds of the ablations of our U-Net's parts (`PARTS`) and of the unmatched
+                                          # bulk panel; None: ablation_seeds
 
     def blocks(self) -> list[tuple]:
         "Every held-out (datasets, rates, seeds) block of the grid, the main one first."
@@ -306,7 +307,8 @@ PROFILES = {
     # this 2-core CPU (target 45 minutes; measured 50, figures/time_figures_standard.txt) with the ablations and figures: held-out on the three CellBench line sets at every
     # rate with three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with
     # three seeds (their 10 and 20% runs are in `full`); one MCV split and one null draw per set; scVI capped at 25 epochs;
-    # the ablations with three seeds, those of our U-Net's parts with one (`scdtl bench ablation --seeds 0,1,2`: three)
+    # the ablations with three seeds, those of our U-Net's parts and the unmatched bulk panel with one (`scdtl bench
+    # ablation --seeds 0,1,2`: three)
     "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0,), scvi_epochs=25, ablation_seeds=(0, 1, 2),
                         part_seeds=(0,), also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
     "full": Profile("full", (*CELLBENCH, *CLUSTERING_SETS),
@@ -379,7 +381,7 @@ def _describe(name, task) -> str:
 
 # %% ../nbs/40_benchmark.ipynb #7b6341b4
 def _keeps(p: Profile, name: str, task, config: Config, models: BulkModels) -> bool:
-    "Whether a plan keeps this fit for the notebooks that read it back (zeros, unet_gate): a preset's fit on an ablation data set's 40% held-out or MCV task, with a cache folder."
+    "Whether a plan keeps this fit for the notebooks that read it back (zeros, unet_gate, training_curves): a preset's fit on an ablation data set's 40% held-out or MCV task, with a cache folder."
     preset = replace(config, name="") in {replace(c, name="") for c in CONFIGS.values()}
     return (models.cached and preset and name in p.ablation_datasets and task.kind in ("heldout", "mcv")
             and getattr(task, "rate", 0.4) == 0.4)
@@ -542,13 +544,12 @@ def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None
     "The ablations' jobs: both panels' bulk models, then one job per held-out task x variant (every zero filled)."
     runs = [(v, "matched", o) for v, o in ablations(p.config).items() if variants is None or v in variants]
     runs.append(("scDTL", "unmatched", {}))
-    cfg = get_config(p.config)
+    cfg, part_seeds = get_config(p.config), p.seeds if p.part_seeds is None else p.part_seeds
     if cfg.ablation.transfers:
-        for m in panels.values(): yield from m.jobs(cfg, p.seeds)
-    part_seeds = p.seeds if p.part_seeds is None else p.part_seeds
+        yield from panels["matched"].jobs(cfg, p.seeds); yield from panels["unmatched"].jobs(cfg, part_seeds)
     for name, labels, task in _grid_tasks(p, gdsc, data_dir):
         for variant, panel, over in runs:
-            if variant in PARTS and task.seed not in part_seeds: continue
+            if (variant in PARTS or panel == "unmatched") and task.seed not in part_seeds: continue  # part_seeds only
             fn = scdtl_method(panels[panel].bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
                               modes=("fill",), keep=panel == "matched" and _keeps(p, name, task, replace(cfg, **over),
                                                                                    panels[panel]), **over)  # every zero filled

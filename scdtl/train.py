@@ -4,7 +4,7 @@
 
 # %% ../nbs/16_train.ipynb #b7d5c006
 from __future__ import annotations
-import copy, math, time
+import math, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 import torch
@@ -110,7 +110,7 @@ def fit_phase(phase: str, net: torch.nn.Module, param_groups, train_loss, val_lo
             sched.step(val)
             s["history"].append(dict(phase=phase, epoch=epoch, train=train, val=val, lr=opt.param_groups[0]["lr"]))
             bar.set_postfix(train=f"{train:.4f}", val=f"{val:.4f}")
-            if val < s["best"] - 1e-6: s.update(best=val, best_state=copy.deepcopy(net.state_dict()), wait=0)
+            if val < s["best"] - 1e-6: s.update(best=val, best_state=_copy_weights(net, s["best_state"]), wait=0)
             else: s["wait"] += 1
             s.update(epoch=epoch + 1, seen=s["seen"] + sum(map(len, s["batches"])), batches=None)
             if s["wait"] >= schedule.patience or s["seen"] >= schedule.max_cells or _out_of_time(t0, schedule): break
@@ -119,10 +119,16 @@ def fit_phase(phase: str, net: torch.nn.Module, param_groups, train_loss, val_lo
     return s["history"]
 
 # %% ../nbs/16_train.ipynb #2da103c5
+def _copy_weights(net: torch.nn.Module, into: dict | None = None) -> dict:
+    "A copy of `net`'s weights: new tensors, or written into `into`'s (no allocation at each improvement of a phase)."
+    if into is None: return {k: v.detach().clone() for k, v in net.state_dict().items()}
+    for k, v in net.state_dict().items(): into[k].copy_(v)
+    return into
+
 def _start(phase, net, opt, sched, gen, run: Run) -> dict:
     "The loop's state: fresh, or where a checkpoint left it (weights, optimiser, schedule and generators put back)."
     fresh = dict(done=False, epoch=0, step=0, steps=0, seen=0, batches=None, total=0.0, history=[], best=math.inf,
-                 best_state=copy.deepcopy(net.state_dict()), wait=0)
+                 best_state=_copy_weights(net), wait=0)
     saved = run.ckpt.load(phase) if run.ckpt else None
     if saved is None: return fresh
     net.load_state_dict(saved["net"]); run.set_rng(saved["rng"], gen)

@@ -26,7 +26,7 @@ def mask_nonzero(x: torch.Tensor, rate: float, *, generator: torch.Generator | N
     "A copy of `x` with each non-zero entry set to zero with probability `rate`, independently (bulk corruption)."
     _check_rate(rate, "mask rate")
     u = torch.rand(x.shape, generator=generator, device=_rng_device(x, generator)).to(x.device)
-    return x * ((u >= rate) | (x == 0)).to(x.dtype)            # one uniform draw per entry: 4x faster than a randperm
+    return x * (u >= rate).to(x.dtype)   # one uniform draw per entry (4x faster than a randperm); a zero stays zero anyway
 
 # %% ../../nbs/10_nn_dae.ipynb #05f8a4a3
 def binomial_corrupt(x: torch.Tensor, p: float, *, generator: torch.Generator | None = None) -> torch.Tensor:  # (B,G) -> (B,G)

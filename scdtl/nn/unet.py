@@ -23,21 +23,28 @@ def _cl(x: torch.Tensor) -> torch.Tensor:  # (B,C,L) -> (B,C,1,L), channels-last
 
 class Conv1d(nn.Conv1d):
     "`nn.Conv1d` (integer padding, zeros mode) computed on CPU as a channels-last 2-D convolution: same weights, faster."
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L')
-        if x.device.type != "cpu": return super().forward(x)
-        return F.conv2d(_cl(x), self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
-                        dilation=(1, *self.dilation), groups=self.groups).squeeze(2)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L'); (B,C_in,1,L) -> (B,C_out,1,L')
+        if x.ndim == 4: return self._image(x)
+        return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L')
+        return F.conv2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
+                        dilation=(1, *self.dilation), groups=self.groups)
 
 class ConvTranspose1d(nn.ConvTranspose1d):
     "`nn.ConvTranspose1d` computed on CPU as a channels-last 2-D transposed convolution: same weights, faster."
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L')
-        if x.device.type != "cpu": return super().forward(x)
-        return F.conv_transpose2d(_cl(x), self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride),
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L'); (B,C_in,1,L) -> (B,C_out,1,L')
+        if x.ndim == 4: return self._image(x)
+        return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L')
+        return F.conv_transpose2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride),
                                   padding=(0, *self.padding), output_padding=(0, *self.output_padding),
-                                  groups=self.groups, dilation=(1, *self.dilation)).squeeze(2)
+                                  groups=self.groups, dilation=(1, *self.dilation))
 
 # %% ../../nbs/12_nn_unet.ipynb #3b930516
-_ACT = {"leaky_relu": partial(nn.LeakyReLU, 0.1), "relu": nn.ReLU, "sigmoid": nn.Sigmoid}  # inside the blocks
+_ACT = {"leaky_relu": partial(nn.LeakyReLU, 0.1, inplace=True), "relu": partial(nn.ReLU, inplace=True),  # inside the blocks:
+        "sigmoid": nn.Sigmoid}          # in place on a convolution's output, which its backward does not need
 _OUT = {"sigmoid": nn.Sigmoid, None: nn.Identity}                                           # at the output
 
 def _conv(c_in: int, c_out: int, k: int, act: str, stride: int = 1) -> nn.Sequential:  # (B,c_in,L) -> (B,c_out,L/stride)
@@ -71,13 +78,14 @@ class UNet1D(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:  # (B,[C,]G) [, (B,n)] -> (B,G)
         h = _as_channels(x, self.in_channels)
         G = h.shape[-1]
-        skips = [self.stem(F.pad(h, (0, -G % self.multiple)))]       # zero-pad genes on the right
+        h = F.pad(h, (0, -G % self.multiple))                        # zero-pad genes on the right
+        skips = [self.stem(_cl(h) if h.device.type == "cpu" else h)] # CPU: (B,C,1,L) channels-last throughout
         for down in self.downs: skips.append(down(skips[-1]))
         h = skips.pop()
         if self.film is not None: h = _film(h, self.film, context)
         for up, merge in zip(reversed(self.ups), reversed(self.merges)):
             h = merge(torch.cat([up(h), skips.pop()], dim=1))        # concatenated skip connection
-        return self.head(h)[:, 0, :G]                                # crop back to G genes
+        return self.head(h).flatten(1)[:, :G]                        # (B,1,[1,]L): crop back to G genes
 
 def _as_channels(x: torch.Tensor, c: int) -> torch.Tensor:  # (B,G) or (B,c,G) -> (B,c,G)
     "`x` as a (B, c, G) signal, or an `InputError` naming the expected shapes."
@@ -85,11 +93,11 @@ def _as_channels(x: torch.Tensor, c: int) -> torch.Tensor:  # (B,G) or (B,c,G) -
     if x.ndim == 3 and x.shape[1] == c: return x
     raise InputError(f"UNet1D expects cells x genes (B, G) or (B, {c}, G), got shape {tuple(x.shape)}.")
 
-def _film(h: torch.Tensor, film: nn.Linear, context: torch.Tensor | None) -> torch.Tensor:  # (B,C,L), (B,n) -> (B,C,L)
+def _film(h: torch.Tensor, film: nn.Linear, context: torch.Tensor | None) -> torch.Tensor:  # (B,C,[1,]L), (B,n) -> same as h
     "Feature-wise modulation of `h` by the cell's context: h * (1 + gamma) + beta."
     if context is None: raise InputError("this U-Net was built with n_context > 0: pass the cell context (B, n_context)")
-    gamma, beta = film(context).chunk(2, dim=-1)
-    return h * (1 + gamma[..., None]) + beta[..., None]
+    gamma, beta = film(context).view(len(context), -1, *[1] * (h.ndim - 2)).chunk(2, dim=1)
+    return h * (1 + gamma) + beta
 
 # %% ../../nbs/12_nn_unet.ipynb #5315399d
 def n_conv_layers(model: nn.Module) -> int:
