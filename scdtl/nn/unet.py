@@ -27,9 +27,10 @@ class Conv1d(nn.Conv1d):
         if x.ndim == 4: return self._image(x)
         return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
 
-    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L')
-        return F.conv2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
-                        dilation=(1, *self.dilation), groups=self.groups)
+    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L'), channels-last
+        y = F.conv2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
+                     dilation=(1, *self.dilation), groups=self.groups)
+        return y.contiguous(memory_format=torch.channels_last)  # a 1-channel input reads as NCHW: keep the layout after it
 
 class ConvTranspose1d(nn.ConvTranspose1d):
     "`nn.ConvTranspose1d` computed on CPU as a channels-last 2-D transposed convolution: same weights, faster."
@@ -37,10 +38,10 @@ class ConvTranspose1d(nn.ConvTranspose1d):
         if x.ndim == 4: return self._image(x)
         return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
 
-    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L')
-        return F.conv_transpose2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride),
-                                  padding=(0, *self.padding), output_padding=(0, *self.output_padding),
-                                  groups=self.groups, dilation=(1, *self.dilation))
+    def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L'), channels-last
+        y = F.conv_transpose2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
+                               output_padding=(0, *self.output_padding), groups=self.groups, dilation=(1, *self.dilation))
+        return y.contiguous(memory_format=torch.channels_last)
 
 # %% ../../nbs/12_nn_unet.ipynb #3b930516
 _ACT = {"leaky_relu": partial(nn.LeakyReLU, 0.1, inplace=True), "relu": partial(nn.ReLU, inplace=True),  # inside the blocks:
