@@ -21,23 +21,21 @@ def _cl(x: torch.Tensor) -> torch.Tensor:  # (B,C,L) -> (B,C,1,L), channels-last
     "A 1-D signal as a height-1 image in the channels-last layout."
     return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
-class Conv1d(nn.Conv1d):
-    "`nn.Conv1d` (integer padding, zeros mode) computed on CPU as a channels-last 2-D convolution: same weights, faster."
+class _AsImage:
+    "The forward both convolutions share: an image as an image; on CPU, a signal through `_image` too; else PyTorch's."
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L'); (B,C_in,1,L) -> (B,C_out,1,L')
         if x.ndim == 4: return self._image(x)
         return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
 
+class Conv1d(_AsImage, nn.Conv1d):
+    "`nn.Conv1d` (integer padding, zeros mode) computed on CPU as a channels-last 2-D convolution: same weights, faster."
     def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L'), channels-last
         y = F.conv2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
                      dilation=(1, *self.dilation), groups=self.groups)
         return y.contiguous(memory_format=torch.channels_last)  # a 1-channel input reads as NCHW: keep the layout after it
 
-class ConvTranspose1d(nn.ConvTranspose1d):
+class ConvTranspose1d(_AsImage, nn.ConvTranspose1d):
     "`nn.ConvTranspose1d` computed on CPU as a channels-last 2-D transposed convolution: same weights, faster."
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,L) -> (B,C_out,L'); (B,C_in,1,L) -> (B,C_out,1,L')
-        if x.ndim == 4: return self._image(x)
-        return super().forward(x) if x.device.type != "cpu" else self._image(_cl(x)).squeeze(2)
-
     def _image(self, x: torch.Tensor) -> torch.Tensor:  # (B,C_in,1,L) -> (B,C_out,1,L'), channels-last
         y = F.conv_transpose2d(x, self.weight.unsqueeze(2), self.bias, stride=(1, *self.stride), padding=(0, *self.padding),
                                output_padding=(0, *self.output_padding), groups=self.groups, dilation=(1, *self.dilation))
