@@ -4,9 +4,9 @@
 
 # %% ../nbs/20_api.ipynb #b7072f80
 from __future__ import annotations
-import os, warnings
+import copy, os, warnings
 from pathlib import Path
-import numpy as np, scipy.sparse as sp, torch
+import numpy as np, pandas as pd, scipy.sparse as sp, torch
 import anndata as ad
 from fastcore.basics import patch
 from . import __version__
@@ -14,7 +14,7 @@ from .checks import InputError, to_dense, gene_columns
 from .config import Config, get_config
 from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows, MinMaxScaler
 from .metrics import leiden_labels
-from .model import BulkDAE, SCDTLNet, reconstruct_tensor, sc_latent
+from .model import BulkDAE, SCDTLNet, Ensemble, members, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
 from .train import Run, train_bulk, train_all
 from .checkpoint import Checkpointer
@@ -22,7 +22,7 @@ from . import distributed
 
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
-           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'check_zeros']
+           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'check_zeros', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -46,7 +46,7 @@ class SparseRows:
 
 # %% ../nbs/20_api.ipynb #adae0e5a
 class SCDTL:
-    "scDTL: a bulk-pretrained imputer transferred to single cells (`fast`, the default), with a U-Net fused by CBAM (`unet`, `paper`)."
+    "scDTL: a bulk-pretrained imputer transferred to single cells (`fast`, the default: two averaged), with a U-Net fused by CBAM (`unet`, `paper`)."
     def __init__(self, config: str | Config = "fast", *, seed: int = 0, device: str | None = None, progress: bool = True):
         self.config, self.seed, self.progress = get_config(config), seed, progress
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -83,7 +83,7 @@ def pretrain_bulk(self: SCDTL, bulk: ad.AnnData, *, bulk_scale: str | None = Non
     self.bulk_x = _to_tensor(self.bulk_scaler.transform(x), self.device)  # min-max [0, 1], all bulk genes
     torch.manual_seed(self.seed)
     self.bulk_dae, self.net = BulkDAE(x.shape[1], self.config).to(self.device), None
-    run = _run(self, checkpoint_dir, checkpoint_every, False, bulk=_fingerprint(x))  # small: every rank runs it whole
+    run = _run(self, checkpoint_dir, checkpoint_every, False, seed=self.seed, bulk=_fingerprint(x))  # small: every rank runs it whole
     self.history = train_bulk(self.bulk_dae, *_split_tensors(self.bulk_x, self.bulk_split), config=self.config,
                               gen=torch.Generator().manual_seed(self.seed), progress=self.progress, run=run)
     return self
@@ -92,12 +92,12 @@ def _fingerprint(X) -> dict:  # (rows, genes) dense or sparse
     "What ties a checkpoint to its data: shape, stored entries and sum."
     return dict(shape=list(X.shape), nnz=int(X.nnz if sp.issparse(X) else np.count_nonzero(X)), sum=float(X.sum()))
 
-def _run(self: SCDTL, checkpoint_dir, every: int, distributed: bool, **fingerprint) -> Run:
+def _run(self: SCDTL, checkpoint_dir, every: int, distributed: bool, *, seed: int, **fingerprint) -> Run:
     "Checkpoints (rank 0 writes) and this rank's place in a torchrun process group, as `fit` was asked."
     d = distributed_current(self) if distributed else None
     main = d.main if d else not (torch.distributed.is_initialized() and torch.distributed.get_rank() > 0)
     ck = None if checkpoint_dir is None else Checkpointer(checkpoint_dir, every=every, write=main, fingerprint=dict(
-        seed=self.seed, config=self.config.to_dict(), world=d.world if d else 1, **fingerprint))
+        seed=seed, config=self.config.to_dict(), world=d.world if d else 1, **fingerprint))
     return Run(ck, d)
 
 def distributed_current(self: SCDTL) -> distributed.Distributed:
@@ -148,23 +148,37 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
         self.pretrain_bulk(bulk, bulk_scale=bulk_scale, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
     elif bulk is not None: self.bulk_genes = list(map(str, bulk.var_names))  # genes chosen as with bulk, no bulk model
     _check_bulk_ready(self)
-    self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)
+    self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)               # the first member's split
     self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
     X = obs[:, self.genes].layers["log1p_norm"].tocsr()                              # (cells, G): sparse, never densified whole
-    train, val = np.flatnonzero(self.split == "train"), _val_rows(self.split, c.schedule.max_val_cells, self.seed)
-    self.sc_scaler = MinMaxScaler().fit(X[train])
-    self.net = _build_net(self, order=_gene_order(self, X[train]))
-    labels = (None, None)
-    if c.losses.w_cluster > 0:
-        cl = torch.as_tensor(leiden_labels(X, resolution=c.losses.n_clusters_resolution, seed=self.seed), device=self.device)
-        labels = cl[train], cl[val]                                                # beside the outputs (CUDA)
+    train = np.flatnonzero(self.split == "train")
+    self.sc_scaler = MinMaxScaler().fit(X[train])                                    # one input scale for every member
+    net = _build_net(self, order=_gene_order(self, X[train]))    # every member built before any trains the bulk DAE
+    clusters = None if c.losses.w_cluster <= 0 else torch.as_tensor(
+        leiden_labels(X, resolution=c.losses.n_clusters_resolution, seed=self.seed), device=self.device)
     xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
-    run = _run(self, checkpoint_dir, checkpoint_every, distributed, cells=_fingerprint(X))
-    self.history = [h for h in self.history if h["phase"].startswith("(i)")] + train_all(
-        self.net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
-        _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=self.seed, labels_train=labels[0],
-        labels_val=labels[1], progress=self.progress, run=run)
+    nets, hist = members(net), [h for h in self.history if h["phase"].startswith("(i)")]
+    for k, (m, s) in enumerate(zip(nets, member_seeds(self.seed, len(nets)))):
+        folder = checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
+        h = _train_member(self, m, X, s, clusters, xb, folder, checkpoint_every, distributed)
+        hist += h if len(nets) == 1 else [dict(e, member=k) for e in h]
+    self.net, self.history = net, hist                                               # fitted only once every member is
     return self
+
+def member_seeds(seed: int, n: int) -> list[int]:
+    "Each member's seed: the model's own first (one member is exactly the single network), then seed + 1000 k."
+    return [seed + 1000 * k for k in range(n)]
+
+def _train_member(self: SCDTL, net: SCDTLNet, X, seed: int, clusters, xb, checkpoint_dir, every: int,
+                  distributed: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse
+    "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
+    c, split = self.config, fit_split(X.shape[0], seed)
+    train, val = np.flatnonzero(split == "train"), _val_rows(split, c.schedule.max_val_cells, seed)
+    labels = (None, None) if clusters is None else (clusters[train], clusters[val])   # beside the outputs (CUDA)
+    run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
+    return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
+                     _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
+                     labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run)
 
 def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."
@@ -172,11 +186,17 @@ def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     return val[seeded_rows(len(val), max_cells, seed)]
 
 # %% ../nbs/20_api.ipynb #270327ed
-def _build_net(self: SCDTL, order=None) -> SCDTLNet:
-    "A seeded network for the modelled genes around the model's bulk DAE (a new one when phase (i) does not run)."
-    torch.manual_seed(self.seed)
+def _build_net(self: SCDTL, order=None) -> SCDTLNet | Ensemble:
+    "The model's network: one seeded `SCDTLNet`, or an `Ensemble` of `n_members` (each its own seed and bulk DAE copy)."
+    nets = [_member_net(self, s, order, own_bulk=k > 0) for k, s in enumerate(member_seeds(self.seed, self.config.arch.n_members))]
+    return nets[0] if len(nets) == 1 else Ensemble(nets)
+
+def _member_net(self: SCDTL, seed: int, order, own_bulk: bool) -> SCDTLNet:
+    "A network seeded with `seed` around the model's bulk DAE (a copy if `own_bulk`; a new one when phase (i) does not run)."
+    torch.manual_seed(seed)
     if not self.config.ablation.use_bulk: return SCDTLNet(list(range(len(self.genes))), self.config, order=order).to(self.device)
-    bulk = self.bulk_dae if self.bulk_dae is not None else BulkDAE(len(self.bulk_genes), self.config)
+    bulk = BulkDAE(len(self.bulk_genes), self.config) if self.bulk_dae is None else (
+        copy.deepcopy(self.bulk_dae) if own_bulk else self.bulk_dae)              # phases (ii)-(iii) train it in place
     return SCDTLNet(_bulk_columns(self), self.config, bulk=bulk, order=order).to(self.device)
 
 def _bulk_columns(self: SCDTL) -> list[int]:
@@ -308,8 +328,8 @@ def _denoised(self: SCDTL, obs: ad.AnnData, genes) -> np.ndarray:  # one chunk -
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
 @patch
-def latent(self: SCDTL, adata: ad.AnnData) -> np.ndarray:  # -> (n_obs, n_latent)
-    "The trained single-cell encoder's latent of the observed profiles (the counts of the layer `fit` used)."
+def latent(self: SCDTL, adata: ad.AnnData) -> np.ndarray:  # -> (n_obs, n_latent x n_members)
+    "The trained single-cell encoder's latent of the observed profiles (the counts of the layer `fit` used); an ensemble's side by side."
     _check_fitted(self)
     return self._latent(observed(adata, layer=self.layer))
 
@@ -384,3 +404,9 @@ def load(cls: SCDTL, path, *, config: str | Config | None = None, device: str | 
         m.genes, m.split, m.sc_scaler = s["genes"], np.array(s["split"]), MinMaxScaler.from_dict(_unpack(s["sc_scaler"]))
         m.net = _build_net(m); m.net.load_state_dict(s["net_state"])
     return m
+
+# %% ../nbs/20_api.ipynb #4fa8aea6
+def member_history(history: list[dict], member: int = 0) -> pd.DataFrame:
+    "The loss history of one member of a fit, one row per epoch: the shared phase (i) and that member's own phases."
+    h = pd.DataFrame(history)
+    return h if "member" not in h else h[h.member.isna() | (h.member == member)].drop(columns="member").reset_index(drop=True)

@@ -21,6 +21,7 @@ from .baselines import FLOORS
 from .preprocess import seeded_rows
 from .metrics import cluster_scores_matrix
 from .api import SCDTL
+from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
 # %% auto #0
@@ -452,8 +453,8 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 
 # %% ../nbs/40_benchmark.ipynb #d0eeb918
 def _phase_losses(model: SCDTL, xs: torch.Tensor, gen) -> dict:  # xs: (cells, G) min-max
-    "Each training phase of a fitted `model` as (loss of a batch of cell indices, the parameters it updates)."
-    net, c = model.net, model.config
+    "Each training phase of a fitted `model` (its first member) as (loss of a batch of cell indices, the parameters it updates)."
+    net, c = members(model.net)[0], model.config
     phases = {"(iii) sc imputation": (lambda i: sc_imputation_loss(net, xs[i], gen, c),
                                       [p for g in _imputation_groups(net, c) for p in g["params"]])}
     if net.use_bulk:
@@ -468,7 +469,7 @@ def _phase_losses(model: SCDTL, xs: torch.Tensor, gen) -> dict:  # xs: (cells, G
 def training_throughput(model: SCDTL, xs: torch.Tensor, *, batch_size: int = 64, steps: int = 10) -> list[dict]:
     "Training steps of each phase (forward, backward, Adam step) on `batch_size` cells: cells/s and GFLOP/s (medians)."
     gen, idx, rows = torch.Generator().manual_seed(0), torch.arange(batch_size), []
-    model.net.train()
+    members(model.net)[0].train()
     for phase, (loss, params) in _phase_losses(model, xs, gen).items():
         opt = torch.optim.Adam(params, fused=True)
         with FlopCounterMode(display=False) as counter: loss(idx).backward()
@@ -506,12 +507,13 @@ def _ours(c: Config, **ablation) -> dict:
 PARTS = ("ours without gene identity", "ours without cell context", "ours in HVG-table gene order", "ours with CBAM fusion")
 
 def ablations(config="fast") -> dict:
-    "Variant name -> scDTL overrides (the paper's ablations and ours); variants equal to the preset itself are left out."
+    "Variant name -> scDTL overrides: the paper's ablations and ours, each ONE network (the preset's ensemble: 'scDTL' only)."
     c = get_config(config); a = c.ablation
     paper = lambda **kw: dict(arch=replace(c.arch, n_identity=0), losses=replace(c.losses, w_unet=0.0),
                               ablation=replace(a, **{**dict(use_bulk=True, use_unet=True, fusion="cbam", cell_context=False,
                                                             gene_order="none"), **kw}))
-    variants = {"scDTL": {},
+    one = lambda over: {**over, "arch": replace(over.get("arch", c.arch), n_members=1)}  # every variant: one network
+    variants = {"scDTL": {}, "one network (no ensemble)": one({})} | {k: one(v) for k, v in {
                 "U-Net + CBAM (paper architecture)": paper(),
                 "without CBAM (0.5/0.5)": paper(fusion="average"),
                 "without bulk imputer (U-Net only)": paper(use_bulk=False),
@@ -522,7 +524,7 @@ def ablations(config="fast") -> dict:
                 "ours in HVG-table gene order": _ours(c, gene_order="none"),
                 "ours with CBAM fusion": _ours(c, fusion="cbam"),
                 "without clustering loss": dict(losses=replace(c.losses, w_cluster=0.0)),
-                "without bulk data": dict(ablation=replace(a, transfer=False, gene_order="observed" if a.gene_order == "bulk" else a.gene_order))}
+                "without bulk data": dict(ablation=replace(a, transfer=False, gene_order="observed" if a.gene_order == "bulk" else a.gene_order))}.items()}
     seen, out = [], {}
     for name, over in variants.items():
         if (cfg := replace(c, **over)) not in seen: seen.append(cfg); out[name] = over

@@ -118,10 +118,12 @@ def _demo_figure(model, task, imputed, path: Path):
     "Loss curves of every phase, and imputed vs true values on the held-out entries."
     import matplotlib; matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    hist = pd.DataFrame(model.history)
+    from scdtl.api import member_history
+    hist = member_history(model.history)                           # an ensemble: its first member's curves
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for phase, h in hist.groupby("phase", sort=False): ax1.plot(h.epoch, h.val, label=phase)
-    ax1.set(xlabel="epoch", ylabel="validation loss", yscale="log", title="training phases"); ax1.legend(fontsize=7)
+    ax1.set(xlabel="epoch", ylabel="validation loss", yscale="log",
+            title="training phases" + (" (first member)" if model.config.arch.n_members > 1 else "")); ax1.legend(fontsize=7)
     y = task.scaler.transform(imputed)[task.mask]; t = task.truth[task.mask]
     ax2.hexbin(t, y, gridsize=40, bins="log", cmap="viridis"); ax2.plot([0, 1], [0, 1], "r--", lw=1)
     ax2.set(xlabel="true (held out, min-max)", ylabel="scDTL imputed", title=f"held-out entries ({task.rate:.0%} masked)")
@@ -232,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--values", default="imputed", choices=["imputed", "filled"], help="--model: 'imputed' (default, "
                      "dense: observed values and filled zeros) or 'filled' (sparse: only the filled zeros, 8 bytes each)")
     imp.add_argument("--latent", action="store_true", help="--model: also write the latent to obsm['X_scdtl'] "
-                     "(4 bytes x n_latent per cell, ~40%% more time)")
+                     "(4 bytes x n_latent x n_members per cell, ~40%% more time)")
     imp.add_argument("--zeros", default="expected", type=_zeros, help="what goes into the observed zeros: 'expected' "
                      "(P(dropout) x estimate, the default), 'fill' (the estimate in every zero) or a threshold on "
                      "P(dropout) in [0, 1]")

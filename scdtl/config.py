@@ -24,10 +24,16 @@ class Architecture:
                                               # plain U-Net; > 0 also adds a per-gene output scale and bias)
     fusion_output: str = "sigmoid"            # paper; "clamp" fitted a toy better but its gradient dies below 0
     dropout: float = 0.1                      # ours: light dropout in the MLPs
+    n_members: int = 1                        # ours: networks trained apart (each its own seed and validation cells)
+                                              # whose estimates are averaged (1: the paper's single network)
 
     @property
     def bulk_part(self) -> tuple:  # what a bulk model (phase i) depends on; the single-cell side may differ
         return tuple(self.encoder_hidden), self.n_latent, self.dropout
+
+    def __post_init__(self):
+        if not (isinstance(self.n_members, int) and self.n_members >= 1):
+            raise InputError(f"n_members must be a whole number >= 1 (networks averaged), not {self.n_members!r}")
 
 # %% ../nbs/14_config.ipynb #5f0e593a
 @dataclass(frozen=True)
@@ -122,8 +128,8 @@ class Config:
 # %% ../nbs/14_config.ipynb #0c64645b
 CONFIGS = {
     "paper": Config(name="paper"),
-    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation); the default, see above.
-    "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32)),
+    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged; the default.
+    "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=60,
                             max_epochs_sc=50, patience=10, lr_patience=4),
                    ablation=Ablation(use_unet=False), name="fast"),

@@ -13,7 +13,7 @@ from .nn.unet import GeneUNet
 from .nn.cbam import CBAMFusion, ResidualFusion
 
 # %% auto #0
-__all__ = ['BulkDAE', 'DropoutHead', 'SCDTLNet', 'reconstruct_tensor', 'sc_latent']
+__all__ = ['BulkDAE', 'DropoutHead', 'SCDTLNet', 'reconstruct_tensor', 'Ensemble', 'members', 'sc_latent']
 
 # %% ../nbs/15_model.ipynb #ef37aa8b
 class BulkDAE(nn.Module):
@@ -77,6 +77,11 @@ class SCDTLNet(nn.Module):
         return torch.sigmoid(torch.logit(o["bulk"], eps=1e-4) + u)
 
     def forward(self, x): return self.outputs(x)["y"]  # (B, G) min-max -> (B, G) in [0, 1]
+    def latent(self, x): return self.sc_encoder(x)     # (B, G) min-max -> (B, L)
+
+    def dropout_probability(self, o: dict) -> torch.Tensor:  # outputs -> (B, G) in [0, 1]
+        "P(dropout) of every entry from `outputs`."
+        return self.dropout_head.probability(o["latent"], o["y"])
 
     def dropout_logits(self, o: dict) -> torch.Tensor:  # outputs -> (B, G)
         "The dropout head on the DETACHED latent and output: training it never moves the imputation."
@@ -100,11 +105,34 @@ def reconstruct_tensor(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256,
 def _estimate(net: SCDTLNet, x: torch.Tensor, dropout: bool):  # (B, G) -> (B, G) [, (B, G)]
     "The output for one batch, with the dropout probability when asked."
     o = net.outputs(x)
-    return (o["y"], net.dropout_head.probability(o["latent"], o["y"])) if dropout else o["y"]
+    return (o["y"], net.dropout_probability(o)) if dropout else o["y"]
+
+# %% ../nbs/15_model.ipynb #23e0fec1
+class Ensemble(nn.Module):
+    "Members trained apart (`SCDTLNet`s): the mean of their estimates and dropout probabilities, their latents joined."
+    def __init__(self, members):
+        super().__init__(); self.members = nn.ModuleList(members)
+
+    def outputs(self, x) -> dict:  # (B, G) min-max -> {"latent": (B, K*L), "y": (B, G), "members": K outputs}
+        "The members' outputs, their mean estimate `y` and their latents side by side."
+        os = [m.outputs(x) for m in self.members]
+        return {"latent": torch.cat([o["latent"] for o in os], 1), "y": torch.stack([o["y"] for o in os]).mean(0),
+                "members": os}
+
+    def forward(self, x): return self.outputs(x)["y"]                                     # (B, G) -> (B, G) in [0, 1]
+    def latent(self, x): return torch.cat([m.latent(x) for m in self.members], 1)        # (B, G) -> (B, K*L)
+
+    def dropout_probability(self, o: dict) -> torch.Tensor:  # outputs -> (B, G) in [0, 1]
+        "The members' mean P(dropout)."
+        return torch.stack([m.dropout_probability(mo) for m, mo in zip(self.members, o["members"])]).mean(0)
+
+def members(net: SCDTLNet | Ensemble) -> list[SCDTLNet]:
+    "The networks trained apart in `net`: an ensemble's members, or the one network."
+    return list(net.members) if isinstance(net, Ensemble) else [net]
 
 # %% ../nbs/15_model.ipynb #aca6917e
 @torch.no_grad()
-def sc_latent(net: SCDTLNet, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
-    "The single-cell encoder's latent for each cell of `x` (B, G) -> (B, n_latent)."
+def sc_latent(net: SCDTLNet | Ensemble, x: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
+    "The single-cell encoder's latent for each cell of `x` (B, G) -> (B, n_latent x members)."
     net.eval()
-    return torch.cat([net.sc_encoder(xb) for xb in x.split(batch_size)])
+    return torch.cat([net.latent(xb) for xb in x.split(batch_size)])

@@ -538,7 +538,7 @@ def inference_throughput(config="fast", *, n_genes: int = 4000, n_bulk: int = 61
 def schedule_cost(adata: ad.AnnData, bulk: ad.AnnData, *, config="fast", rate: float = 0.4, seed: int = 0) -> pd.DataFrame:
     "Held-out PCC / L1 / RMSE and fit seconds of the large-data schedule (the default) and of full passes, same cells."
     from dataclasses import replace
-    from scdtl.api import SCDTL
+    from scdtl.api import SCDTL, member_history
     from scdtl.config import get_config
     from scdtl.evaluate import make_task, score
     c = get_config(config)
@@ -548,7 +548,7 @@ def schedule_cost(adata: ad.AnnData, bulk: ad.AnnData, *, config="fast", rate: f
         t0 = time.perf_counter(); m = SCDTL(cfg, seed=seed, progress=False).fit(task.observed, bulk)
         secs = time.perf_counter() - t0
         s = score(task, m.impute(task.observed, genes=task.genes).toarray())
-        epochs = pd.DataFrame(m.history).groupby("phase", sort=False).size()
+        epochs = member_history(m.history).groupby("phase", sort=False).size()          # per member
         rows.append(dict(schedule=name, cells=adata.n_obs, fit_seconds=secs, pcc=s["pcc"], l1=s["l1"], rmse=s["rmse"],
                          epochs=", ".join(f"{p}: {k}" for p, k in epochs.items())))
     return pd.DataFrame(rows)

@@ -62,7 +62,7 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
         non-zero values kept, the other genes as observed.
     `adata.layers[key_added + "_dropout"]` : `scipy.sparse.csr_matrix` float32 (n_obs, n_vars), scale `probability`
         P(the observed zero is a dropout, not a true zero) on the observed zeros of the modelled genes; 0 elsewhere.
-    `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent)
+    `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent x n_members: an ensemble's latents side by side)
         The single-cell encoder's latent (configurations without the bulk view have none and do not write it).
     `adata.var[key_added + "_imputed"]` : bool
         Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.
@@ -121,7 +121,7 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
         The modelled genes: the network's estimate of every entry as expected counts at each cell's observed depth,
         `expm1(estimate) * total / 1e4` (`scdtl.pp.to_counts`; not whole numbers, observed values not kept). The
         other genes: the observed counts, unchanged.
-    `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent)
+    `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent x n_members: an ensemble's latents side by side)
         The single-cell encoder's latent (configurations without the bulk view have none and do not write it).
     `adata.var[key_added + "_modelled"]` : bool
         Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.

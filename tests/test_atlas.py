@@ -53,6 +53,19 @@ def test_fit_killed_mid_phase_resumes_to_the_same_weights(files):
     assert r.returncode != 0 and "another run" in r.stderr                  # another configuration: refused
 
 
+def test_ensemble_checkpoints_each_member_and_resumes(files):
+    "Two members checkpoint into member0/ and member1/; the same command run again reads them back to the same weights."
+    fit2 = FIT.replace("TINY, schedule=", "TINY, arch=replace(TINY.arch, n_members=2), schedule=")
+    for ckpt, out in (("ck2", "e1.pt"), ("ck2", "e2.pt"), (None, "e3.pt")):
+        r = python(fit2.format(ckpt=ckpt, out=out), cwd=files); assert r.returncode == 0, r.stderr
+    assert {"member0", "member1"} <= {p.name for p in (files / "ck2").iterdir()}     # phase (i) beside them, shared
+    assert (files / "ck2" / "member1" / "iii_sc_imputation.pt").exists()
+    a, b, c = (torch.load(files / f, weights_only=True) for f in ("e1.pt", "e2.pt", "e3.pt"))
+    assert any(k.startswith("members.1.") for k in a["net_state"])
+    for x in (b, c): assert all(torch.equal(a["net_state"][k], x["net_state"][k]) for k in a["net_state"])
+    assert a["history"] == b["history"] == c["history"]
+
+
 def test_distributed_fit_matches_one_process(files):
     """`torchrun --nproc_per_node=2 -m scdtl.cli fit --distributed` (gloo, CPU) against `scdtl fit`, same seed.
     Tolerance (measured: pretraining within 2.9% at every epoch, phase (iii) best within 0.3%, phase (ii)'s MMD-driven
@@ -67,9 +80,9 @@ def test_distributed_fit_matches_one_process(files):
     assert r.stdout.count("wrote two.pt") == 1                              # rank 0 alone writes
     r = python("""
 import json, numpy as np, pandas as pd, anndata as ad
-from scdtl.api import SCDTL
+from scdtl.api import SCDTL, member_history
 one, two = SCDTL.load('one.pt'), SCDTL.load('two.pt')
-h1, h2 = pd.DataFrame(one.history), pd.DataFrame(two.history)
+h1, h2 = member_history(one.history), member_history(two.history)   # the default is an ensemble: its first member
 v = lambda h, p: h[h.phase == p].val.to_numpy()
 pre1, pre2 = v(h1, 'sc DAE pretraining'), v(h2, 'sc DAE pretraining'); n = min(len(pre1), len(pre2))
 sc = ad.read_h5ad('sc.h5ad'); y1, y2 = (m.impute(sc, genes=one.genes).toarray() for m in (one, two))
