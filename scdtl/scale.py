@@ -515,23 +515,24 @@ def scale_ratios(table: pd.DataFrame, method: str = "scDTL", peer: str = "scVI")
 # %% ../nbs/41_scale.ipynb #3dfd7b6a
 def inference_throughput(config="fast", *, n_genes: int = 4000, n_bulk: int = 6163, n_cells: int = 1024,
                          repeats: int = 3, device=None) -> dict:
-    "Cells/s of `config`'s network (untrained) over `n_cells` random cells, in eval mode, `PREDICT_BATCH` at a time (median)."
-    import torch
+    "Cells/s of `config`'s networks (untrained; an ensemble's members all run) over `n_cells` random cells, in eval mode (median)."
+    import copy, torch
     from scdtl.api import PREDICT_BATCH
     from scdtl.config import get_config
-    from scdtl.model import BulkDAE, SCDTLNet, reconstruct_tensor
+    from scdtl.model import BulkDAE, Ensemble, SCDTLNet, reconstruct_tensor
     c, dev = get_config(config), torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     bulk = BulkDAE(n_bulk, c) if c.ablation.use_bulk else None
     cols = torch.randperm(n_bulk)[:n_genes] if bulk is not None else torch.arange(n_genes)
-    net = SCDTLNet(cols, c, bulk=bulk).to(dev)
+    nets = [SCDTLNet(cols, c, bulk=copy.deepcopy(bulk) if k else bulk) for k in range(c.arch.n_members)]  # as a fit builds them
+    net = (Ensemble(nets) if len(nets) > 1 else nets[0]).to(dev)
     x = torch.rand(n_cells, n_genes, device=dev) * (torch.rand(n_cells, n_genes, device=dev) > 0.7)
     times = []
     for _ in range(repeats + 1):                                        # the first pass warms up
         t0 = time.perf_counter(); reconstruct_tensor(net, x, batch_size=PREDICT_BATCH, dropout=True)
         if dev.type == "cuda": torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return dict(config=c.name, unet=c.ablation.use_unet, cells_per_s=n_cells / float(np.median(times[1:])),
+    return dict(config=c.name, unet=c.ablation.use_unet, members=c.arch.n_members, cells_per_s=n_cells / float(np.median(times[1:])),
                 parameters=sum(p.numel() for p in net.parameters()), device=dev.type, threads=torch.get_num_threads())
 
 # %% ../nbs/41_scale.ipynb #392bf558
