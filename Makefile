@@ -83,7 +83,7 @@ nb-table1_datasets:
 	$(call paper_nb,table1_datasets) -p out_dir ../../figures
 
 # After every model change: the quick profile (the real preset on the smallest CellBench set, one task per protocol,
-# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (184 s here with `fast`'s two networks, 118 with one; three scDTL outputs). Its ablations:
+# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (176 s here with `fast` as it is: two networks, phase (ii) capped at 30 epochs; 184 s at 60, 118 with one network; three scDTL outputs). Its ablations:
 # `make quick-ablation` (184 s here; the U-Net variants train longest).
 quick: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
@@ -101,6 +101,6 @@ scale: $(STAMP)
 	mkdir -p figures/notebooks
 	/usr/bin/time -o figures/time_scale.txt -f "%e s elapsed, %M KiB max RSS" $(VENV)/bin/scdtl bench scale \
 		--sizes $(SCALE_SIZES) --work-dir .cache/scale --out figures --budget-cells 20000 --quiet
-	$(RUN) $(VENV)/bin/scdtl bench speed --out figures --quiet
+	OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 $(VENV)/bin/scdtl bench speed --out figures --quiet  # 2 threads, as the stages above
 	$(call paper_nb,scale) -p results ../../figures/bench_scale.csv -p speed ../../figures/bench_speed_fast.csv \
 		-p budget ../../figures/scale_budget.csv -p out_dir ../../figures
