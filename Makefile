@@ -83,7 +83,7 @@ nb-table1_datasets:
 	$(call paper_nb,table1_datasets) -p out_dir ../../figures
 
 # After every model change: the quick profile (the real preset on the smallest CellBench set, one task per protocol,
-# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (176 s here with `fast` as it is: two networks, phase (ii) capped at 30 epochs; 184 s at 60, 118 with one network; three scDTL outputs). Its ablations:
+# every method) into figures/bench_grid_quick.csv, timed into figures/time_quick.txt (three scDTL outputs). Its ablations:
 # `make quick-ablation` (184 s here; the U-Net variants train longest).
 quick: $(STAMP)
 	mkdir -p figures && rm -rf $(BULK_CACHE)
