@@ -5,6 +5,7 @@
 # %% ../nbs/20_api.ipynb #b7072f80
 from __future__ import annotations
 import copy, os, warnings
+from dataclasses import replace
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
 import anndata as ad
@@ -22,7 +23,8 @@ from . import distributed
 
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
-           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'check_zeros', 'member_history']
+           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'member_config', 'check_zeros',
+           'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -172,13 +174,20 @@ def member_seeds(seed: int, n: int) -> list[int]:
 def _train_member(self: SCDTL, net: SCDTLNet, X, seed: int, clusters, xb, checkpoint_dir, every: int,
                   distributed: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse
     "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
-    c, split = self.config, fit_split(X.shape[0], seed)
-    train, val = np.flatnonzero(split == "train"), _val_rows(split, c.schedule.max_val_cells, seed)
+    split = fit_split(X.shape[0], seed)
+    train = np.flatnonzero(split == "train")
+    c = member_config(self.config, len(train))
+    val = _val_rows(split, c.schedule.max_val_cells, seed)
     labels = (None, None) if clusters is None else (clusters[train], clusters[val])   # beside the outputs (CUDA)
     run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
     return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
                      _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
                      labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run)
+
+def member_config(c: Config, n_train: int) -> Config:
+    "One member's config: above `epoch_cells` training cells (the large-data schedule) members share each phase's cell budget."
+    if n_train <= c.schedule.epoch_cells: return c
+    return replace(c, schedule=replace(c.schedule, max_cells=c.schedule.max_cells // c.arch.n_members))
 
 def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."

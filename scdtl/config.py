@@ -54,7 +54,8 @@ class Schedule:
     # split has at most `epoch_cells` cells (every real set of the paper) train exactly as above, in full passes.
     epoch_cells: int = 5_000        # an epoch is a fresh random subset of at most this many training cells
     large_batch_size: int = 256     # the batch when the training split exceeds epoch_cells: 2-3x the cells/s of 64 on CPU
-    max_cells: int = 100_000        # a phase stops once it has seen this many cells (repeats counted)
+    max_cells: int = 100_000        # a phase stops once it has seen this many cells (repeats counted; shared by an
+                                    # ensemble's members on the large-data schedule)
     max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
     max_fit_cells: int = 100_000    # fit reads at most this many cells: a seeded subsample of a bigger set, read from disk when
                                     # the AnnData is backed (a phase sees max_cells draws, so more cells would add little)
