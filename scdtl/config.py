@@ -131,7 +131,7 @@ CONFIGS = {
     "paper": Config(name="paper"),
     # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged; the default.
     "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2),
-                   Schedule(batch_size=64, max_epochs_pretrain=30, max_epochs_bulk=40, max_epochs_dtl=30,
+                   Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=30,
                             max_epochs_sc=50, patience=10, lr_patience=4),
                    ablation=Ablation(use_unet=False), name="fast"),
 }
