@@ -186,7 +186,7 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, seed: int, clusters, xb, checkp
 
 def member_config(c: Config, n_train: int) -> Config:
     "One member's config: above `epoch_cells` training cells (the large-data schedule) members share each phase's cell budget."
-    if n_train <= c.schedule.epoch_cells: return c
+    if not c.schedule.large(n_train): return c
     return replace(c, schedule=replace(c.schedule, max_cells=c.schedule.max_cells // c.arch.n_members))
 
 def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:

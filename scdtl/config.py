@@ -62,6 +62,10 @@ class Schedule:
     phase_minutes: float | None = None  # ours: a phase also stops after the epoch that passes this wall-clock budget (None: no
                                         # budget; a budget makes the run depend on the machine's speed)
 
+    def large(self, n_train: int) -> bool:
+        "Whether `n_train` training cells train on the large-data schedule (a budget of cells seen, not full passes)."
+        return n_train > self.epoch_cells
+
 # %% ../nbs/14_config.ipynb #d80609d1
 @dataclass(frozen=True)
 class Losses:

@@ -60,7 +60,7 @@ class Run:
 
     def batches(self, n: int, s: Schedule, gen: torch.Generator) -> list[torch.Tensor]:
         "This epoch's batches: at most `s.epoch_cells` cells; each rank's share of a permutation the ranks share."
-        size = s.batch_size if n <= s.epoch_cells else s.large_batch_size
+        size = s.large_batch_size if s.large(n) else s.batch_size
         if self.dist is None: return _batches(n, size, gen, limit=s.epoch_cells)
         d, whole = self.dist, lambda b: b[:len(b) // self.dist.world * self.dist.world]  # equal shares (all_gather)
         return d.shard([whole(b) for b in _batches(n, size, d.order, limit=s.epoch_cells, min_last=2 * d.world)])
