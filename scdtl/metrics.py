@@ -4,6 +4,7 @@
 
 # %% ../nbs/02_metrics.ipynb #0c74247b
 from __future__ import annotations
+import functools
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -99,12 +100,22 @@ def whole_matrix_scores(truth, imputed) -> dict:  # (n, g) each, dense or sparse
     return dict(whole_pcc=_pcc(t, y), whole_rmse=float(np.sqrt(np.mean(err**2))), whole_l1=float(np.mean(np.abs(err))),
                 n_entries=t.size, protocol="paper_whole_matrix")
 
+# %% ../nbs/02_metrics.ipynb #32ae2c1e
+@functools.cache
+def _keep_umap_kernels():
+    "Turn on numba's on-disk cache for UMAP's two graph kernels under `sc.pp.neighbors` (once per process)."
+    from umap import umap_
+    for kernel in (umap_.smooth_knn_dist, umap_.compute_membership_strengths):
+        try: kernel.enable_caching()
+        except RuntimeError: pass  # no writable cache location anywhere: they compile per process, as UMAP does
+
 # %% ../nbs/02_metrics.ipynb #3a1fc576
 def embed(X, *, n_pcs: int = 50, n_neighbors: int = 15, seed: int = 0) -> ad.AnnData:  # (n, g) dense or sparse
     "A new AnnData over `X` with PCA (`obsm['X_pca']`) and a kNN graph, ready for Leiden, PAGA and diffusion maps."
     adata = ad.AnnData(X=X.astype(np.float32))
     n_pcs = min(n_pcs, min(X.shape) - 1)
     sc.pp.pca(adata, n_comps=n_pcs, random_state=seed)
+    _keep_umap_kernels()
     sc.pp.neighbors(adata, n_neighbors=min(n_neighbors, adata.n_obs - 1), n_pcs=n_pcs, random_state=seed,
                     transformer="sklearn")  # exact kNN: scanpy's own choice below 8,192 cells; above, its pynndescent
                                             # path fails on the csr_array of scikit-learn >= 1.8 (seen at 10^4 cells)
