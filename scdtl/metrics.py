@@ -14,13 +14,14 @@ import scanpy as sc
 from sklearn.metrics import adjusted_rand_score, fowlkes_mallows_score, normalized_mutual_info_score
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.decomposition import PCA
 from .preprocess import seeded_rows
 from .checks import InputError, check_enough, to_dense
 
 # %% auto #0
 __all__ = ['mask_dropout', 'imputation_scores', 'whole_matrix_scores', 'embed', 'leiden_clusters', 'leiden_labels',
            'leiden_matching', 'cluster_scores_matrix', 'cluster_scores', 'root_cell', 'trajectory', 'pseudotime',
-           'pos_score']
+           'pos_score', 'depth_r2']
 
 # %% ../nbs/02_metrics.ipynb #1087c8e5
 def _pick(n: int, rate: float, rng) -> np.ndarray:  # -> (round(rate * n),) distinct indices in [0, n)
@@ -224,3 +225,15 @@ def pos_score(pseudotime, time_labels) -> float:  # (n,), (n,) numeric
     best = _pair_sum(t, scipy.stats.rankdata(t) - 1)
     if best == 0: raise InputError("all cells have the same time label; POS needs at least two distinct times.")
     return _pair_sum(t, scipy.stats.rankdata(p) - 1) / best
+
+# %% ../nbs/02_metrics.ipynb #31f11a57
+def depth_r2(X, depth, *, n_pcs: int = 10, seed: int = 0) -> float:  # X (n, g) dense or sparse, depth (n,) > 0
+    "Share of the variance in the top `n_pcs` principal components of `X` that log(`depth`) explains (R², in [0, 1])."
+    d = np.log(np.asarray(depth, dtype=float))
+    if len(d) != X.shape[0]: raise InputError(f"{len(d)} depths for {X.shape[0]} cells; give one per cell (its total counts).")
+    if not np.isfinite(d).all() or np.ptp(d) == 0:
+        raise InputError("depth must be positive and not the same for every cell: pass each cell's total counts.")
+    pcs = PCA(n_components=min(n_pcs, min(X.shape) - 1), random_state=seed).fit_transform(to_dense(X, np.float64))
+    r2 = np.array([_pcc(pc, d) ** 2 if np.ptp(pc) > 0 else 0.0 for pc in pcs.T])  # (n_pcs,)
+    var = pcs.var(0)
+    return float((r2 * var).sum() / var.sum())
