@@ -322,7 +322,7 @@ def test_cli_bench_all_refuses_narrowing(tmp_path):
     assert list(tmp_path.glob("*.csv")) == []
 
 
-def test_umap_kernels_compiled_once(tmp_path):
+def test_umap_kernels_compiled_once(tmp_path, monkeypatch):
     "The kNN graph's UMAP kernels are compiled by the first fresh process and loaded from numba's cache by the next."
     code = """
 import numpy as np, scdtl.metrics
@@ -330,9 +330,8 @@ from umap import umap_
 scdtl.metrics.leiden_clusters(np.random.default_rng(0).random((60, 20)), seed=0)
 print([sum(k.stats.cache_hits.values()) for k in (umap_.smooth_knn_dist, umap_.compute_membership_strengths)])
 """
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    first, second = (subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                                    timeout=300) for _ in range(2))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # the fresh processes inherit it
+    first, second = (python(code, cwd=ROOT, timeout=300) for _ in range(2))
     assert first.returncode == second.returncode == 0, first.stderr + second.stderr
     hits = lambda r: json.loads(r.stdout.strip().splitlines()[-1])  # cache hits per kernel
     assert hits(first) == [0, 0] and all(h > 0 for h in hits(second)), (first.stdout, second.stdout)
