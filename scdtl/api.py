@@ -11,20 +11,20 @@ import numpy as np, pandas as pd, scipy.sparse as sp, torch
 import anndata as ad
 from fastcore.basics import patch
 from . import __version__
-from .checks import InputError, to_dense, gene_columns
+from .checks import InputError, to_dense, gene_columns, TARGET_SUM
 from .config import Config, get_config
 from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows, MinMaxScaler
 from .metrics import leiden_labels
 from .model import BulkDAE, SCDTLNet, Ensemble, members, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
-from .train import Run, train_bulk, train_all
+from .train import Depth, Run, detected_value, train_bulk, train_all
 from .checkpoint import Checkpointer
 from . import distributed
 
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
            'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'member_config', 'check_zeros',
-           'member_history']
+           'if_detected', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -152,7 +152,8 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
     _check_bulk_ready(self)
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)               # the first member's split
     self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
-    X = obs[:, self.genes].layers["log1p_norm"].tocsr()                              # (cells, G): sparse, never densified whole
+    X = obs[:, self.genes].layers["log1p_norm"].tocsr()
+    sizes = obs.obs["scdtl_total"].to_numpy(np.float32) / TARGET_SUM                # (cells,) the Poisson target's offsets                              # (cells, G): sparse, never densified whole
     train = np.flatnonzero(self.split == "train")
     self.sc_scaler = MinMaxScaler().fit(X[train])                                    # one input scale for every member
     net = _build_net(self, order=_gene_order(self, X[train]))    # every member built before any trains the bulk DAE
@@ -162,7 +163,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
     nets, hist = members(net), [h for h in self.history if h["phase"].startswith("(i)")]
     for k, (m, s) in enumerate(zip(nets, member_seeds(self.seed, len(nets)))):
         folder = checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
-        h = _train_member(self, m, X, s, clusters, xb, folder, checkpoint_every, distributed)
+        h = _train_member(self, m, X, sizes, s, clusters, xb, folder, checkpoint_every, distributed)
         hist += h if len(nets) == 1 else [dict(e, member=k) for e in h]
     self.net, self.history = net, hist                                               # fitted only once every member is
     return self
@@ -171,8 +172,8 @@ def member_seeds(seed: int, n: int) -> list[int]:
     "Each member's seed: the model's own first (one member is exactly the single network), then seed + 1000 k."
     return [seed + 1000 * k for k in range(n)]
 
-def _train_member(self: SCDTL, net: SCDTLNet, X, seed: int, clusters, xb, checkpoint_dir, every: int,
-                  distributed: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse
+def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb, checkpoint_dir, every: int,
+                  distributed: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse; sizes: (cells,)
     "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
     split = fit_split(X.shape[0], seed)
     train = np.flatnonzero(split == "train")
@@ -182,7 +183,13 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, seed: int, clusters, xb, checkp
     run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
     return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
                      _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
-                     labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run)
+                     labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run,
+                     depth=_depth(self, sizes[train], sizes[val]) if c.losses.target == "poisson" else None)
+
+def _depth(self: SCDTL, train: np.ndarray, val: np.ndarray) -> Depth:  # size factors (n_train,), (n_val,)
+    "The Poisson target's way back to counts: the input scaler's per-gene min and range, the cells' size factors."
+    lo, hi = self.sc_scaler.min_, self.sc_scaler.max_
+    return Depth(*(_to_tensor(v, self.device) for v in (lo, hi - lo, train, val)))
 
 def member_config(c: Config, n_train: int) -> Config:
     "One member's config: above `epoch_cells` training cells (the large-data schedule) members share each phase's cell budget."
@@ -271,16 +278,25 @@ def check_zeros(zeros):
     if isinstance(zeros, str) or not isinstance(zeros, (int, float)) or not 0 <= zeros <= 1:
         raise InputError(f"zeros must be one of {ZEROS} or a probability threshold in [0, 1], not {zeros!r}")
 
-def _fill(estimate: np.ndarray, p: np.ndarray, zeros) -> np.ndarray:  # (n, G) x 2 -> (n, G) log1p_norm
-    "What goes into an observed zero: the estimate ('fill'), P(dropout) x estimate ('expected'), or a thresholded fill."
+def _fill(model: SCDTL, obs, block, estimate, p, zeros) -> np.ndarray:  # (n, G) x 3 -> (n, G) log1p_norm
+    "What goes into an observed zero: its value if detected ('fill'), P(dropout) x estimate ('expected'), or a thresholded fill."
     check_zeros(zeros)
-    if zeros == "fill": return estimate
     if zeros == "expected": return p * estimate
-    return np.where(p >= zeros, estimate, 0).astype(np.float32)
+    value = if_detected(model, obs, block, estimate)
+    return value if zeros == "fill" else np.where(p >= zeros, value, 0).astype(np.float32)
+
+def if_detected(model: SCDTL, obs, block, estimate) -> np.ndarray:  # obs: from `observed`; (n, G) x 2 -> (n, G) log1p_norm
+    "The value each observed zero would show if detected: the estimate (target 'mse'), or `detected_value` of it at its cell's depth ('poisson')."
+    if model.config.losses.target == "mse": return estimate
+    size, out = obs.obs["scdtl_total"].to_numpy() / TARGET_SUM, estimate.copy()
+    for r in range(0, len(out), PREDICT_BATCH):                        # a batch of cells at a time: bounded memory
+        rows = slice(r, r + PREDICT_BATCH); z = block[rows] == 0
+        out[rows][z] = detected_value(estimate[rows][z], np.broadcast_to(size[rows, None], z.shape)[z]).numpy()
+    return out
 
 @patch
 def impute(self: SCDTL, adata: ad.AnnData, *, genes=None, zeros=DEFAULT_ZEROS) -> sp.csr_matrix:  # -> (n_obs, len(genes) or n_vars)
-    "Imputed expression, log1p_norm scale (CSR): the model's genes with zeros filled as `zeros` says, the others as observed."
+    "Imputed expression, log1p_norm scale (CSR): observed values kept, the model's genes' zeros filled as `zeros` says."
     _check_fitted(self)
     return self._impute(observed(adata, layer=self.layer), genes, zeros=zeros)
 
@@ -288,12 +304,13 @@ def impute(self: SCDTL, adata: ad.AnnData, *, genes=None, zeros=DEFAULT_ZEROS) -
 def _impute(self: SCDTL, obs: ad.AnnData, genes=None, *, zeros=DEFAULT_ZEROS) -> sp.csr_matrix:  # obs: from `observed`
     "`impute` on counts already through `observed`."
     check_zeros(zeros)                                                 # a bad `zeros` fails before any work
-    out = sp.vstack([_imputed(o, *_reconstruction(self, o, dropout=True), zeros) for o in _chunks(obs)], format="csr")
+    out = sp.vstack([_imputed(self, o, *_reconstruction(self, o, dropout=True), zeros) for o in _chunks(obs)], format="csr")
     return _pick(out, obs, genes)
 
-def _imputed(obs, cols, block, estimate, p, zeros) -> sp.csr_matrix:  # `_reconstruction(dropout=True)` -> (n_obs, n_vars)
+def _imputed(model, obs, cols, block, estimate, p, zeros) -> sp.csr_matrix:  # `_reconstruction(dropout=True)` -> (n_obs, n_vars)
     "The observed log1p_norm values, the modelled genes' zeros filled as `zeros` says."
-    return _replace_columns(obs.layers["log1p_norm"].tocsr(), np.where(block > 0, block, _fill(estimate, p, zeros)), cols)
+    fill = _fill(model, obs, block, estimate, p, zeros)
+    return _replace_columns(obs.layers["log1p_norm"].tocsr(), np.where(block > 0, block, fill), cols)
 
 def _dropout_layer(obs, cols, p) -> sp.csr_matrix:  # (G,), (n_obs, G) -> (n_obs, n_vars)
     "P(dropout) at the modelled genes' columns, 0 elsewhere."
@@ -320,7 +337,7 @@ def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_mat
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
 def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
-    "The network's estimate of every entry, log1p_norm scale (dense float32): observed values NOT kept; other genes as observed."
+    "The network's estimate of every entry, log1p_norm (dense float32; target 'poisson': expected values): observed values NOT kept."
     _check_fitted(self)
     return self._denoise(observed(adata, layer=self.layer), genes)
 

@@ -43,7 +43,7 @@ def _chunk_values(model: SCDTL, counts, obs_names, var: pd.DataFrame, *, zeros, 
     if "spike_in" in var: a.var["spike_in"] = var["spike_in"].to_numpy(bool)
     o = observed(a)
     cols, block, estimate, p = _reconstruction(model, o, dropout=True)
-    fill = _fill(estimate, p, zeros)                                       # (n, G) log1p_norm, the zeros' values
+    fill = _fill(model, o, block, estimate, p, zeros)                   # (n, G) log1p_norm, the zeros' values
     out = np.where(block > 0, block, fill) if values == "imputed" else sp.csr_matrix(np.where(block > 0, 0, fill))
     z = model._latent(o) if latent else None
     return out, z

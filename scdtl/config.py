@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, asdict, replace
 from .checks import InputError
 
 # %% auto #0
-__all__ = ['FUSIONS', 'GENE_ORDERS', 'CONFIGS', 'Architecture', 'Schedule', 'Losses', 'Ablation', 'Config', 'get_config']
+__all__ = ['TARGETS', 'FUSIONS', 'GENE_ORDERS', 'CONFIGS', 'Architecture', 'Schedule', 'Losses', 'Ablation', 'Config',
+           'get_config']
 
 # %% ../nbs/14_config.ipynb #be193aaf
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Schedule:
         return n_train > self.epoch_cells
 
 # %% ../nbs/14_config.ipynb #d80609d1
+TARGETS = ("mse", "poisson")
+
 @dataclass(frozen=True)
 class Losses:
     "Corruption rates and loss weights."
@@ -85,6 +88,13 @@ class Losses:
     w_dropout: float = 1.0          # phase (iii): the dropout-probability head (ours; on detached inputs: it never moves
                                     # the imputation itself)
     n_clusters_resolution: float = 1.0  # Leiden resolution for the clustering loss labels (observed data)
+    target: str = "mse"             # phase (iii)'s reconstruction target (ours): "mse", the min-max MSE of hidden non-zeros
+                                    # (the estimate is the value GIVEN detection); "poisson", the Poisson likelihood of the
+                                    # counts of hidden entries of every kind, zeros too, at each cell's depth (the
+                                    # estimate is a depth-free expected value; see nbs/16_train)
+
+    def __post_init__(self):
+        if self.target not in TARGETS: raise InputError(f"target must be one of {TARGETS}, not {self.target!r}")
 
 # %% ../nbs/14_config.ipynb #68e28d1d
 FUSIONS, GENE_ORDERS = ("cbam", "average", "residual"), ("none", "bulk", "observed")

@@ -171,7 +171,7 @@ def _layers(model, obs, mode: str, zeros) -> tuple:
         parts = []
         for o in _chunks(obs):                                          # one chunk of cells dense at a time
             cols, block, estimate, p = _reconstruction(model, o, dropout=True)
-            parts.append((_imputed(o, cols, block, estimate, p, zeros), _dropout_layer(o, cols, p)))
+            parts.append((_imputed(model, o, cols, block, estimate, p, zeros), _dropout_layer(o, cols, p)))
         return tuple(sp.vstack(x, format="csr") for x in zip(*parts))
     from scdtl.checks import gene_columns
     from scdtl.preprocess import to_counts

@@ -18,9 +18,9 @@ from .nn.dae import binomial_corrupt, mask_nonzero
 from .nn.mmd import mmd
 
 # %% auto #0
-__all__ = ['TrainingError', 'hide_nonzeros', 'Run', 'flush_denormals', 'fit_phase', 'bulk_imputation_loss', 'sc_dae_loss',
-           'dtl_terms', 'cluster_loss', 'dropout_loss', 'sc_imputation_loss', 'train_bulk', 'pretrain_sc', 'adapt',
-           'calibrate_dropout', 'train_imputation', 'train_all']
+__all__ = ['RATE_GROUPS', 'TrainingError', 'hide_nonzeros', 'Run', 'flush_denormals', 'fit_phase', 'bulk_imputation_loss',
+           'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'dropout_loss', 'sc_imputation_loss', 'detected_value',
+           'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout', 'train_imputation', 'train_all']
 
 # %% ../nbs/16_train.ipynb #6a1fb981
 class TrainingError(RuntimeError):
@@ -182,11 +182,30 @@ def cluster_loss(y, labels):  # (B, G), (B,) int -> scalar
     means = (onehot.T @ y) / onehot.sum(0, keepdim=True).T                   # so threads cannot reorder the sums
     return F.mse_loss(y, onehot @ means)
 
+# %% ../nbs/16_train.ipynb #95163146
+@dataclass
+class Depth:
+    "What the Poisson target needs to turn [0, 1] values into counts: the scaler's per-gene min and range, cells' size factors."
+    lo: torch.Tensor     # (G,) per-gene minimum, log1p_norm (log1p_norm = min-max x span + lo)
+    span: torch.Tensor   # (G,) per-gene range
+    train: torch.Tensor  # (n_train,) size factors (total counts / 10^4) of the training cells
+    val: torch.Tensor    # (n_val,) and of the validation cells
+
+    def counts(self, x, size):  # (B, G) min-max, (B,) -> (B, G) counts
+        "The counts of min-max values `x` in cells of size factor `size`."
+        return torch.expm1((x * self.span + self.lo).clamp_min(0)) * size[:, None]
+
 # %% ../nbs/16_train.ipynb #e5f8be18
 def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar
     "MSE on the hidden entries (0, graph kept, when nothing is hidden); a masked sum: boolean indexing cost 14% of a step."
     w = hidden.to(y.dtype)
     return ((y - xs) ** 2 * w).sum() / w.sum().clamp_min(1)
+
+def _hidden_poisson(y, xs, scored, depth: Depth, size):  # (B, G) x 2, bool (B, G), (B,) -> scalar
+    "Poisson NLL of the scored entries' counts, the rate being the estimate's counts at the cell's size (+1e-4: no log 0)."
+    w = scored.to(y.dtype)
+    nll = F.poisson_nll_loss(depth.counts(y, size) + 1e-4, depth.counts(xs, size), log_input=False, reduction="none")
+    return (nll * w).sum() / w.sum().clamp_min(1)
 
 def dropout_loss(net: SCDTLNet, o: dict, corrupted, hidden):  # outputs, (B, G), bool (B, G) -> scalar
     "BCE of the dropout head on every zero of the corrupted input: hidden non-zeros are dropouts (1), observed zeros unlabelled (0)."
@@ -194,17 +213,48 @@ def dropout_loss(net: SCDTLNet, o: dict, corrupted, hidden):  # outputs, (B, G),
     bce = F.binary_cross_entropy_with_logits(net.dropout_logits(o), hidden.to(corrupted.dtype), weight=zero, reduction="sum")
     return bce / zero.sum().clamp_min(1)
 
-def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropout: bool = True):  # xs: (B, G) min-max
-    "Phase (iii): hidden non-zeros (+ w_unet x the U-Net view's) + w_zero x zeros + w_cluster x clustering + w_dropout x head."
+def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropout: bool = True, depth: Depth | None = None,
+                       size=None):  # xs: (B, G) min-max; size: (B,) size factors (the Poisson target)
+    "Phase (iii): the target on hidden entries (+ w_unet x the U-Net view's) + w_zero x zeros + w_cluster x clustering + w_dropout x head."
     corrupted, hidden = hide_nonzeros(xs, c.losses.self_mask_rate, gen)
     o, l = net.outputs(corrupted), c.losses
-    loss = _hidden_mse(o["y"], xs, hidden)
-    if l.w_unet > 0 and "unet" in o and "bulk" in o: loss = loss + l.w_unet * _hidden_mse(o["unet"], xs, hidden)
+    target = _target(xs, hidden, gen, l, depth, size)
+    loss = target(o["y"])
+    if l.w_unet > 0 and "unet" in o and "bulk" in o: loss = loss + l.w_unet * target(o["unet"])
     zeros = xs == 0
     if l.w_zero > 0 and zeros.any(): loss = loss + l.w_zero * o["y"][zeros].pow(2).mean()
     if labels is not None and l.w_cluster > 0: loss = loss + l.w_cluster * cluster_loss(o["y"], labels)
     if dropout and l.w_dropout > 0: loss = loss + l.w_dropout * dropout_loss(net, o, corrupted, hidden)
     return loss
+
+def _target(xs, hidden, gen, l, depth, size):  # -> (B, G) estimate -> scalar
+    "The reconstruction target: MSE of the hidden non-zeros, or Poisson NLL of them and of as many observed zeros."
+    if l.target == "mse": return lambda y: _hidden_mse(y, xs, hidden)
+    if depth is None: raise TrainingError("target='poisson' needs the cells' size factors: pass depth=Depth(...)")
+    u = torch.rand(xs.shape, generator=gen, device=gen.device).to(xs.device)
+    scored = hidden | ((xs == 0) & (u < l.self_mask_rate))               # zeros hidden at the same rate as non-zeros
+    return lambda y: _hidden_poisson(y, xs, scored, depth, size)
+
+# %% ../nbs/16_train.ipynb #ae7d077c
+RATE_GROUPS = (1.0, 4.0, 16.0, 50.0)  # exact sums per group of expected counts below each bound: fewer terms for small ones
+
+def detected_value(v, size, *, exact_below: float = RATE_GROUPS[-1]) -> torch.Tensor:  # (N,) log1p_norm, (N,) -> (N,) log1p_norm
+    "E[log1p(k / s) | k >= 1] for k ~ Poisson(expm1(v) x s): the log1p_norm value an entry of expected value `v` shows when detected."
+    v, s = torch.as_tensor(v, dtype=torch.float64), torch.as_tensor(size, dtype=torch.float64)
+    lam = torch.expm1(v).clamp_min(1e-12) * s                                # expected molecules
+    a = s + lam                                                              # large lam: E f(k) by the moments of k
+    out = torch.log1p(lam / s) - lam / (2 * a**2) + lam / (3 * a**3) - (lam + 3 * lam**2) / (4 * a**4)
+    lower = 0.0
+    for bound in (b for b in RATE_GROUPS if b <= exact_below):
+        sel = (lam >= lower) & (lam < bound); lower = bound
+        if sel.any(): out[sel] = _exact_detected(lam[sel], s[sel], math.ceil(bound + 12 * math.sqrt(bound) + 12))
+    return out.float()
+
+def _exact_detected(lam, s, k_max: int):  # (n,) x 2 float64 -> (n,)
+    "sum_{k=1..k_max} P(k) log1p(k / s) / P(k >= 1), the Poisson terms built by recursion (p_k = p_{k-1} lam / k)."
+    p = torch.exp(-lam) * lam; acc = p * torch.log1p(1 / s)
+    for k in range(2, k_max + 1): p = p * lam / k; acc += p * torch.log1p(k / s)
+    return acc / -torch.expm1(-lam)
 
 # %% ../nbs/16_train.ipynb #d37484ce
 def _replay(seed: int) -> torch.Generator:
@@ -267,20 +317,24 @@ def calibrate_dropout(net: SCDTLNet, xs_val, config: Config) -> float:  # xs_val
     return float(net.dropout_head.calibration)
 
 def train_imputation(net: SCDTLNet, xs_train, xs_val, *, config: Config, gen, labels_train=None, labels_val=None,
-                     progress=True, run: Run | None = None) -> list[dict]:
-    "Phase (iii): single-cell imputation (hidden observed values, clustering, dropout head), then the head's calibration."
+                     depth: Depth | None = None, progress=True, run: Run | None = None) -> list[dict]:
+    "Phase (iii): single-cell imputation (hidden entries, clustering, dropout head), then the head's calibration."
     s = config.schedule
     lab = lambda l, i=None: None if l is None else (l if i is None else l[i])
+    size = lambda part, i=None: None if depth is None else lab(getattr(depth, part), i)
     hist = fit_phase("(iii) sc imputation", net, _imputation_groups(net, config),
-                     lambda i: sc_imputation_loss(net, xs_train[i], gen, config, lab(labels_train, i)),
-                     lambda: sc_imputation_loss(net, xs_val, _replay(4), config, lab(labels_val), dropout=False),
+                     lambda i: sc_imputation_loss(net, xs_train[i], gen, config, lab(labels_train, i), depth=depth,
+                                                  size=size("train", i)),
+                     lambda: sc_imputation_loss(net, xs_val, _replay(4), config, lab(labels_val), dropout=False,
+                                                depth=depth, size=size("val")),
                      n_train=len(xs_train), schedule=s, max_epochs=s.max_epochs_sc, gen=gen, progress=progress, run=run)
     if config.losses.w_dropout > 0: calibrate_dropout(net, xs_val, config)
     return hist
 
 # %% ../nbs/16_train.ipynb #5779b369
 def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Config, seed: int = 0,
-              labels_train=None, labels_val=None, progress=True, run: Run | None = None) -> list[dict]:
+              labels_train=None, labels_val=None, depth: Depth | None = None, progress=True,
+              run: Run | None = None) -> list[dict]:
     "Phases after (i) (`train_bulk`, run once per bulk panel) that the configuration enables; the concatenated history."
     run = run or Run(); rank = run.dist.rank if run.dist else 0
     torch.manual_seed(seed + rank)  # dropout draws from the global generator: a run depends on the seed, not on what ran before
@@ -289,5 +343,5 @@ def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Conf
     kw = dict(config=config, gen=gen, progress=progress, run=run)
     if net.use_bulk: hist += pretrain_sc(net, xs_train, xs_val, **kw)
     if transfer: hist += adapt(net, xb_train, xb_val, xs_train, xs_val, **kw)
-    hist += train_imputation(net, xs_train, xs_val, labels_train=labels_train, labels_val=labels_val, **kw)
+    hist += train_imputation(net, xs_train, xs_val, labels_train=labels_train, labels_val=labels_val, depth=depth, **kw)
     return hist

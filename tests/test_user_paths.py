@@ -7,11 +7,12 @@ from conftest import SCDTL, python, run, sha256, write_bulk, write_sc
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["h5ad", "10x_mtx", "10x_h5", "csv_cells_x_genes", "csv_genes_x_cells", "tsv_gz_genes_x_cells"]
-TINY = ("from scdtl.config import get_config, Architecture, Schedule\n"
+TINY = ("from scdtl.config import get_config, Architecture, Schedule, Losses\n"
         "TINY = get_config('fast', name='tiny', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8),"
         " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n"
         "TINY_UNET = get_config('unet', name='tiny_unet', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8,"
-        " unet_channels=(4, 8), n_identity=2), schedule=TINY.schedule)\n")
+        " unet_channels=(4, 8), n_identity=2), schedule=TINY.schedule)\n"
+        "TINY_POISSON = get_config(TINY, name='tiny_poisson', losses=Losses(target='poisson'))\n")
 
 
 def tiny_pair_code(folder: Path, pair) -> str:
@@ -244,7 +245,7 @@ print('DENOISE OK')
     assert sha256(tmp_path / "sc.h5ad") == before
 
 
-@pytest.mark.parametrize("config", ["TINY", "TINY_UNET"])
+@pytest.mark.parametrize("config", ["TINY", "TINY_UNET", "TINY_POISSON"])
 def test_save_load_in_a_new_process(tmp_path, pair, config):
     """A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save);
     with the gene-aware U-Net, its gene order comes back with the weights."""
@@ -264,6 +265,29 @@ if os.path.exists('order.npy'): assert np.array_equal(m.net.unet.order.numpy(), 
 print('LOAD OK')
 """, cwd=tmp_path)
     assert load.returncode == 0 and "LOAD OK" in load.stdout, load.stderr[-3000:]
+
+
+def test_poisson_target_outputs(tmp_path, pair):
+    """The Poisson target (`Losses(target='poisson')`): 'fill' puts into each zero the value it would show if detected,
+    at least one molecule of its own cell (log1p(1e4 / total)); 'denoise' gives the expected value, which may be below
+    it; observed values are kept; the h5ad records the target."""
+    r = python(tiny_pair_code(tmp_path, pair) + """
+m = scdtl.SCDTL(TINY_POISSON, progress=False).fit(a, b)
+obs = scdtl.preprocess.observed(a)
+cols = [list(a.var_names).index(g) for g in m.genes]
+X = obs.layers['log1p_norm'][:, cols].toarray()
+fill = m.impute(a, genes=m.genes, zeros='fill').toarray(); den = m.denoise(a, genes=m.genes)
+one = np.log1p(1e4 / obs.obs['scdtl_total'].to_numpy())[:, None] * np.ones_like(X)
+z = X == 0
+assert z.sum() > 1000 and (fill[z] >= one[z] - 1e-5).all(), (fill[z] - one[z]).min()
+low = z & (den < one)                                                # expected value below one molecule
+assert low.sum() > 100 and (fill[low] > den[low]).all() and np.array_equal(fill[~z], X[~z])
+tl = scdtl.tl.impute(a, b, config=TINY_POISSON, progress=False, copy=True)
+tl.write_h5ad('out.h5ad'); back = ad.read_h5ad('out.h5ad')
+assert back.uns['scdtl']['config']['losses']['target'] == 'poisson'
+print('POISSON OK')
+""", cwd=tmp_path)
+    assert r.returncode == 0 and "POISSON OK" in r.stdout, r.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- interrupted runs leave nothing behind
