@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 from .config import CONFIGS, Config, get_config, Architecture, Schedule
 from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_counts, make_null_task, false_signals, NULL_KINDS
 from .baselines import FLOORS
-from .preprocess import seeded_rows
+from .preprocess import seeded_rows, observed
+from .checks import TARGET_SUM
 from .metrics import cluster_scores_matrix
-from .api import SCDTL
+from .api import SCDTL, _depth
 from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
@@ -453,10 +454,12 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / np.median(times) / 1e9
 
 # %% ../nbs/40_benchmark.ipynb #d0eeb918
-def _phase_losses(model: SCDTL, xs: torch.Tensor, gen) -> dict:  # xs: (cells, G) min-max
+def _phase_losses(model: SCDTL, xs: torch.Tensor, sizes, gen) -> dict:  # xs: (cells, G) min-max; sizes: (cells,)
     "Each training phase of a fitted `model` (its first member) as (loss of a batch of cell indices, the parameters it updates)."
     net, c = members(model.net)[0], model.config
-    phases = {"(iii) sc imputation": (lambda i: sc_imputation_loss(net, xs[i], gen, c),
+    depth = _depth(model, sizes, sizes) if c.losses.target == "poisson" else None       # the Poisson target's offsets
+    phases = {"(iii) sc imputation": (lambda i: sc_imputation_loss(net, xs[i], gen, c, depth=depth,
+                                                                   size=None if depth is None else depth.train[i]),
                                       [p for g in _imputation_groups(net, c) for p in g["params"]])}
     if net.use_bulk:
         xb = model.bulk_x
@@ -467,11 +470,11 @@ def _phase_losses(model: SCDTL, xs: torch.Tensor, gen) -> dict:  # xs: (cells, G
                                              for p in m.parameters()])
     return phases
 
-def training_throughput(model: SCDTL, xs: torch.Tensor, *, batch_size: int = 64, steps: int = 10) -> list[dict]:
-    "Training steps of each phase (forward, backward, Adam step) on `batch_size` cells: cells/s and GFLOP/s (medians)."
+def training_throughput(model: SCDTL, xs: torch.Tensor, sizes, *, batch_size: int = 64, steps: int = 10) -> list[dict]:
+    "Training steps of each phase (forward, backward, Adam step) on `batch_size` cells of `xs` (size factors `sizes`): cells/s, GFLOP/s."
     gen, idx, rows = torch.Generator().manual_seed(0), torch.arange(batch_size), []
     members(model.net)[0].train()
-    for phase, (loss, params) in _phase_losses(model, xs, gen).items():
+    for phase, (loss, params) in _phase_losses(model, xs, sizes, gen).items():
         opt = torch.optim.Adam(params, fused=True)
         with FlopCounterMode(display=False) as counter: loss(idx).backward()
         times = []
@@ -490,9 +493,10 @@ def speed_report(sc, bulk, *, config="fast", seed=0) -> pd.DataFrame:
     fit = time.perf_counter() - t0
     t0 = time.perf_counter(); model.impute(sc); impute = time.perf_counter() - t0
     x = torch.as_tensor(model.sc_scaler.transform(model.impute(sc, genes=model.genes).toarray()))
+    sizes = observed(sc).obs["scdtl_total"].to_numpy() / TARGET_SUM
     s, ref = model.config.schedule, matmul_gflops()
     rows = [r for b in dict.fromkeys((s.batch_size, s.large_batch_size)) if b <= len(x)
-            for r in training_throughput(model, x, batch_size=b)]
+            for r in training_throughput(model, x, sizes, batch_size=b)]
     return pd.DataFrame([dict(config=model.config.name, cells=sc.n_obs, genes=len(model.genes), fit_seconds=fit,
                               impute_seconds=impute, **r, matmul_gflops=ref, fraction_of_matmul=r["gflops"] / ref,
                               torch_threads=torch.get_num_threads()) for r in rows])

@@ -236,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--latent", action="store_true", help="--model: also write the latent to obsm['X_scdtl'] "
                      "(4 bytes x n_latent x n_members per cell, ~40%% more time)")
     imp.add_argument("--zeros", default="expected", type=_zeros, help="what goes into the observed zeros: 'expected' "
-                     "(P(dropout) x estimate, the default), 'fill' (the estimate in every zero) or a threshold on "
+                     "(P(dropout) x estimate, the default), 'fill' (in every zero, its value if detected) or a threshold on "
                      "P(dropout) in [0, 1]")
     demo = sub.add_parser("demo", help="fit and score scDTL on the embedded simulated data")
     demo.add_argument("--out", default="figures", help="folder for the demo figure")

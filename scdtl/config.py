@@ -92,6 +92,8 @@ class Losses:
                                     # (the estimate is the value GIVEN detection); "poisson", the Poisson likelihood of the
                                     # counts of hidden entries of every kind, zeros too, at each cell's depth (the
                                     # estimate is a depth-free expected value; see nbs/16_train)
+    w_detected: float = 50.0        # the Poisson target: weight of the squared error between the estimate's value given
+                                    # detection and the observed value of hidden non-zeros (0: the likelihood alone)
 
     def __post_init__(self):
         if self.target not in TARGETS: raise InputError(f"target must be one of {TARGETS}, not {self.target!r}")
@@ -143,11 +145,12 @@ class Config:
 # %% ../nbs/14_config.ipynb #0c64645b
 CONFIGS = {
     "paper": Config(name="paper"),
-    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged; the default.
+    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged, phase (iii)
+    # on the Poisson target (depth-free estimates; the paper's MSE target fills zeros with depth); the default.
     "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=30,
                             max_epochs_sc=50, patience=10, lr_patience=4),
-                   ablation=Ablation(use_unet=False), name="fast"),
+                   Losses(target="poisson"), Ablation(use_unet=False), name="fast"),
 }
 # unet: the `fast` sizes with the full architecture as we fixed it: bulk view + a U-Net with gene identity, cell
 # context and a bulk co-expression gene order, fused residually (gate 0 at the start), the U-Net also scored alone.

@@ -31,8 +31,9 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
     seed
         Seeds the split, every initialisation and every corruption: a seed reproduces a run exactly.
     zeros
-        What goes into the observed zeros of the modelled genes: `"expected"` (default) P(dropout) x estimate,
-        `"fill"` the estimate in every zero, or a threshold t in [0, 1]: the estimate where P(dropout) >= t, zero
+        What goes into the observed zeros of the modelled genes: `"expected"` (default) P(dropout) x estimate
+        (the default preset's estimate is a depth-free expected value), `"fill"` the value each zero would show if
+        detected (at its cell's depth), or a threshold t in [0, 1]: that value where P(dropout) >= t, zero
         elsewhere. P(dropout) is the model's dropout head (`layers[key_added + "_dropout"]`). The default was chosen
         on the measured trade-off curve (`nbs/paper/zeros.ipynb`): best on molecular cross-validation; `"fill"` is best on
         held-out non-zeros alone.

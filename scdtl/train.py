@@ -19,7 +19,7 @@ from .nn.mmd import mmd
 
 # %% auto #0
 __all__ = ['RATE_GROUPS', 'TrainingError', 'hide_nonzeros', 'Run', 'flush_denormals', 'fit_phase', 'bulk_imputation_loss',
-           'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'dropout_loss', 'sc_imputation_loss', 'detected_value',
+           'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'detected_value', 'dropout_loss', 'sc_imputation_loss',
            'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout', 'train_imputation', 'train_all']
 
 # %% ../nbs/16_train.ipynb #6a1fb981
@@ -195,11 +195,39 @@ class Depth:
         "The counts of min-max values `x` in cells of size factor `size`."
         return torch.expm1((x * self.span + self.lo).clamp_min(0)) * size[:, None]
 
+# %% ../nbs/16_train.ipynb #ae7d077c
+RATE_GROUPS = (1.0, 4.0, 16.0, 50.0)  # exact sums per group of expected counts below each bound: fewer terms for small ones
+
+def detected_value(v, size, *, exact_below: float = RATE_GROUPS[-1]) -> torch.Tensor:  # (N,) log1p_norm, (N,) -> (N,) log1p_norm
+    "E[log1p(k / s) | k >= 1] for k ~ Poisson(expm1(v) x s): the log1p_norm value an entry of expected value `v` shows when detected."
+    v, s = (x.double() if torch.is_tensor(x) else torch.as_tensor(x, dtype=torch.float64) for x in (v, size))  # keeps the graph
+    lam = torch.expm1(v).clamp_min(1e-12) * s                                # expected molecules
+    a = s + lam                                                              # large lam: E f(k) by the moments of k
+    out = torch.log1p(lam / s) - lam / (2 * a**2) + lam / (3 * a**3) - (lam + 3 * lam**2) / (4 * a**4)
+    lower = 0.0
+    for bound in (b for b in RATE_GROUPS if b <= exact_below):
+        sel = (lam >= lower) & (lam < bound); lower = bound
+        if sel.any(): out[sel] = _exact_detected(lam[sel], s[sel], math.ceil(bound + 12 * math.sqrt(bound) + 12))
+    return out.float()   # differentiable in v: the Poisson target trains through it
+
+def _exact_detected(lam, s, k_max: int):  # (n,) x 2 float64 -> (n,)
+    "sum_{k=1..k_max} P(k) log1p(k / s) / P(k >= 1), the Poisson terms built by recursion (p_k = p_{k-1} lam / k)."
+    p = torch.exp(-lam) * lam; acc = p * torch.log1p(1 / s)
+    for k in range(2, k_max + 1): p = p * lam / k; acc += p * torch.log1p(k / s)
+    return acc / -torch.expm1(-lam)
+
 # %% ../nbs/16_train.ipynb #e5f8be18
 def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar
     "MSE on the hidden entries (0, graph kept, when nothing is hidden); a masked sum: boolean indexing cost 14% of a step."
     w = hidden.to(y.dtype)
     return ((y - xs) ** 2 * w).sum() / w.sum().clamp_min(1)
+
+def _detected_mse(y, xs, hidden, depth: Depth, size):  # (B, G) x 2, bool (B, G), (B,) -> scalar
+    "MSE (min-max units) between the estimate's value given detection (`detected_value`) and the observed value, on hidden non-zeros."
+    if not hidden.any(): return y.sum() * 0                          # nothing hidden: 0, graph kept
+    lo, span = depth.lo.expand_as(xs)[hidden], depth.span.expand_as(xs)[hidden]
+    seen = detected_value((y[hidden] * span + lo).clamp_min(0), size[:, None].expand_as(xs)[hidden])
+    return (((seen - (xs[hidden] * span + lo)) / span.clamp_min(1e-6)) ** 2).mean()
 
 def _hidden_poisson(y, xs, scored, depth: Depth, size):  # (B, G) x 2, bool (B, G), (B,) -> scalar
     "Poisson NLL of the scored entries' counts, the rate being the estimate's counts at the cell's size (+1e-4: no log 0)."
@@ -228,33 +256,12 @@ def sc_imputation_loss(net: SCDTLNet, xs, gen, c: Config, labels=None, *, dropou
     return loss
 
 def _target(xs, hidden, gen, l, depth, size):  # -> (B, G) estimate -> scalar
-    "The reconstruction target: MSE of the hidden non-zeros, or Poisson NLL of them and of as many observed zeros."
+    "The target: MSE of hidden non-zeros, or Poisson NLL of them and of as many observed zeros + w_detected x `_detected_mse`."
     if l.target == "mse": return lambda y: _hidden_mse(y, xs, hidden)
     if depth is None: raise TrainingError("target='poisson' needs the cells' size factors: pass depth=Depth(...)")
     u = torch.rand(xs.shape, generator=gen, device=gen.device).to(xs.device)
     scored = hidden | ((xs == 0) & (u < l.self_mask_rate))               # zeros hidden at the same rate as non-zeros
-    return lambda y: _hidden_poisson(y, xs, scored, depth, size)
-
-# %% ../nbs/16_train.ipynb #ae7d077c
-RATE_GROUPS = (1.0, 4.0, 16.0, 50.0)  # exact sums per group of expected counts below each bound: fewer terms for small ones
-
-def detected_value(v, size, *, exact_below: float = RATE_GROUPS[-1]) -> torch.Tensor:  # (N,) log1p_norm, (N,) -> (N,) log1p_norm
-    "E[log1p(k / s) | k >= 1] for k ~ Poisson(expm1(v) x s): the log1p_norm value an entry of expected value `v` shows when detected."
-    v, s = torch.as_tensor(v, dtype=torch.float64), torch.as_tensor(size, dtype=torch.float64)
-    lam = torch.expm1(v).clamp_min(1e-12) * s                                # expected molecules
-    a = s + lam                                                              # large lam: E f(k) by the moments of k
-    out = torch.log1p(lam / s) - lam / (2 * a**2) + lam / (3 * a**3) - (lam + 3 * lam**2) / (4 * a**4)
-    lower = 0.0
-    for bound in (b for b in RATE_GROUPS if b <= exact_below):
-        sel = (lam >= lower) & (lam < bound); lower = bound
-        if sel.any(): out[sel] = _exact_detected(lam[sel], s[sel], math.ceil(bound + 12 * math.sqrt(bound) + 12))
-    return out.float()
-
-def _exact_detected(lam, s, k_max: int):  # (n,) x 2 float64 -> (n,)
-    "sum_{k=1..k_max} P(k) log1p(k / s) / P(k >= 1), the Poisson terms built by recursion (p_k = p_{k-1} lam / k)."
-    p = torch.exp(-lam) * lam; acc = p * torch.log1p(1 / s)
-    for k in range(2, k_max + 1): p = p * lam / k; acc += p * torch.log1p(k / s)
-    return acc / -torch.expm1(-lam)
+    return lambda y: _hidden_poisson(y, xs, scored, depth, size) + l.w_detected * _detected_mse(y, xs, hidden, depth, size)
 
 # %% ../nbs/16_train.ipynb #d37484ce
 def _replay(seed: int) -> torch.Generator:
