@@ -529,11 +529,18 @@ def ablations(config="fast") -> dict:
                 "ours in HVG-table gene order": _ours(c, gene_order="none"),
                 "ours with CBAM fusion": _ours(c, fusion="cbam"),
                 "without clustering loss": dict(losses=replace(c.losses, w_cluster=0.0)),
-                "without bulk data": dict(ablation=replace(a, transfer=False, gene_order="observed" if a.gene_order == "bulk" else a.gene_order))}.items()}
+                "without bulk data": dict(ablation=replace(a, transfer=False, gene_order="observed" if a.gene_order == "bulk" else a.gene_order)),
+                **_target_variants(c)}.items()}
     seen, out = [], {}
     for name, over in variants.items():
         if (cfg := replace(c, **over)) not in seen: seen.append(cfg); out[name] = over
     return out
+
+def _target_variants(c: Config) -> dict:
+    "The Poisson target's parts, for a preset trained on it: the paper's MSE target instead, and the likelihood alone."
+    if c.losses.target != "poisson": return {}
+    return {"MSE target (the paper's: hidden non-zeros only)": dict(losses=replace(c.losses, target="mse")),
+            "Poisson likelihood alone (no detection term)": dict(losses=replace(c.losses, w_detected=0.0))}
 
 def _ablation_profile(profile: str | Profile, *, datasets=None, rates=(0.4,), seeds=None, workers=None) -> Profile:
     "The held-out-only profile the ablations run: the profile's ablation data sets and seeds unless given."
