@@ -24,7 +24,7 @@ from . import distributed
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
            'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'member_config', 'check_zeros',
-           'if_detected', 'member_history']
+           'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -152,8 +152,8 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
     _check_bulk_ready(self)
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)               # the first member's split
     self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
-    X = obs[:, self.genes].layers["log1p_norm"].tocsr()
-    sizes = obs.obs["scdtl_total"].to_numpy(np.float32) / TARGET_SUM                # (cells,) the Poisson target's offsets                              # (cells, G): sparse, never densified whole
+    X = obs[:, self.genes].layers["log1p_norm"].tocsr()                              # (cells, G): sparse, never densified whole
+    sizes = obs.obs["scdtl_total"].to_numpy(np.float32) / TARGET_SUM                # (cells,) the Poisson target's offsets
     train = np.flatnonzero(self.split == "train")
     self.sc_scaler = MinMaxScaler().fit(X[train])                                    # one input scale for every member
     net = _build_net(self, order=_gene_order(self, X[train]))    # every member built before any trains the bulk DAE
@@ -282,10 +282,10 @@ def _fill(model: SCDTL, obs, block, estimate, p, zeros) -> np.ndarray:  # (n, G)
     "What goes into an observed zero: its value if detected ('fill'), P(dropout) x estimate ('expected'), or a thresholded fill."
     check_zeros(zeros)
     if zeros == "expected": return p * estimate
-    value = if_detected(model, obs, block, estimate)
+    value = _if_detected(model, obs, block, estimate)
     return value if zeros == "fill" else np.where(p >= zeros, value, 0).astype(np.float32)
 
-def if_detected(model: SCDTL, obs, block, estimate) -> np.ndarray:  # obs: from `observed`; (n, G) x 2 -> (n, G) log1p_norm
+def _if_detected(model: SCDTL, obs, block, estimate) -> np.ndarray:  # obs: from `observed`; (n, G) x 2 -> (n, G) log1p_norm
     "The value each observed zero would show if detected: the estimate (target 'mse'), or `detected_value` of it at its cell's depth ('poisson')."
     if model.config.losses.target == "mse": return estimate
     size, out = obs.obs["scdtl_total"].to_numpy() / TARGET_SUM, estimate.copy()
