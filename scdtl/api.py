@@ -23,8 +23,8 @@ from . import distributed
 
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'FORMAT',
-           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'member_config', 'check_zeros',
-           'member_history']
+           'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'size_factors', 'member_config',
+           'check_zeros', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -153,7 +153,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
     self.layer, self.split = layer, fit_split(obs.n_obs, self.seed)               # the first member's split
     self.genes = shared_hvgs(obs, self.bulk_genes, n_top_genes=c.arch.n_top_genes)  # the bulk panel names the candidates
     X = obs[:, self.genes].layers["log1p_norm"].tocsr()                              # (cells, G): sparse, never densified whole
-    sizes = obs.obs["scdtl_total"].to_numpy(np.float32) / TARGET_SUM                # (cells,) the Poisson target's offsets
+    sizes = size_factors(obs)                                                        # (cells,) the Poisson target's offsets
     train = np.flatnonzero(self.split == "train")
     self.sc_scaler = MinMaxScaler().fit(X[train])                                    # one input scale for every member
     net = _build_net(self, order=_gene_order(self, X[train]))    # every member built before any trains the bulk DAE
@@ -184,10 +184,15 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb,
     return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
                      _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
                      labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run,
-                     depth=_depth(self, sizes[train], sizes[val]) if c.losses.target == "poisson" else None)
+                     depth=_depth(self, sizes[train], sizes[val]))
 
-def _depth(self: SCDTL, train: np.ndarray, val: np.ndarray) -> Depth:  # size factors (n_train,), (n_val,)
-    "The Poisson target's way back to counts: the input scaler's per-gene min and range, the cells' size factors."
+def size_factors(obs: ad.AnnData) -> np.ndarray:  # obs: from `observed` -> (n_obs,) float32
+    "Each cell's total counts / TARGET_SUM: the Poisson target's depth offsets."
+    return obs.obs["scdtl_total"].to_numpy(np.float32) / TARGET_SUM
+
+def _depth(self: SCDTL, train: np.ndarray, val: np.ndarray) -> Depth | None:  # size factors (n_train,), (n_val,)
+    "The Poisson target's way back to counts (the input scaler's per-gene min and range, the cells' size factors); None for 'mse'."
+    if self.config.losses.target != "poisson": return None
     lo, hi = self.sc_scaler.min_, self.sc_scaler.max_
     return Depth(*(_to_tensor(v, self.device) for v in (lo, hi - lo, train, val)))
 
@@ -288,7 +293,7 @@ def _fill(model: SCDTL, obs, block, estimate, p, zeros) -> np.ndarray:  # (n, G)
 def _if_detected(model: SCDTL, obs, block, estimate) -> np.ndarray:  # obs: from `observed`; (n, G) x 2 -> (n, G) log1p_norm
     "The value each observed zero would show if detected: the estimate (target 'mse'), or `detected_value` of it at its cell's depth ('poisson')."
     if model.config.losses.target == "mse": return estimate
-    size, out = obs.obs["scdtl_total"].to_numpy() / TARGET_SUM, estimate.copy()
+    size, out = size_factors(obs), estimate.copy()
     for r in range(0, len(out), PREDICT_BATCH):                        # a batch of cells at a time: bounded memory
         rows = slice(r, r + PREDICT_BATCH); z = block[rows] == 0
         out[rows][z] = detected_value(estimate[rows][z], np.broadcast_to(size[rows, None], z.shape)[z]).numpy()

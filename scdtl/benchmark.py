@@ -19,9 +19,8 @@ from .config import CONFIGS, Config, get_config, Architecture, Schedule
 from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_counts, make_null_task, false_signals, NULL_KINDS
 from .baselines import FLOORS
 from .preprocess import seeded_rows, observed
-from .checks import TARGET_SUM
 from .metrics import cluster_scores_matrix
-from .api import SCDTL, _depth
+from .api import SCDTL, _depth, size_factors
 from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
@@ -457,7 +456,7 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 def _phase_losses(model: SCDTL, xs: torch.Tensor, sizes, gen) -> dict:  # xs: (cells, G) min-max; sizes: (cells,)
     "Each training phase of a fitted `model` (its first member) as (loss of a batch of cell indices, the parameters it updates)."
     net, c = members(model.net)[0], model.config
-    depth = _depth(model, sizes, sizes) if c.losses.target == "poisson" else None       # the Poisson target's offsets
+    depth = _depth(model, sizes, sizes)                                  # the Poisson target's offsets (None for 'mse')
     phases = {"(iii) sc imputation": (lambda i: sc_imputation_loss(net, xs[i], gen, c, depth=depth,
                                                                    size=None if depth is None else depth.train[i]),
                                       [p for g in _imputation_groups(net, c) for p in g["params"]])}
@@ -493,7 +492,7 @@ def speed_report(sc, bulk, *, config="fast", seed=0) -> pd.DataFrame:
     fit = time.perf_counter() - t0
     t0 = time.perf_counter(); model.impute(sc); impute = time.perf_counter() - t0
     x = torch.as_tensor(model.sc_scaler.transform(model.impute(sc, genes=model.genes).toarray()))
-    sizes = observed(sc).obs["scdtl_total"].to_numpy() / TARGET_SUM
+    sizes = size_factors(observed(sc))
     s, ref = model.config.schedule, matmul_gflops()
     rows = [r for b in dict.fromkeys((s.batch_size, s.large_batch_size)) if b <= len(x)
             for r in training_throughput(model, x, sizes, batch_size=b)]

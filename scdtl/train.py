@@ -191,9 +191,11 @@ class Depth:
     train: torch.Tensor  # (n_train,) size factors (total counts / 10^4) of the training cells
     val: torch.Tensor    # (n_val,) and of the validation cells
 
+    def log1p_norm(self, x): return x * self.span + self.lo   # (B, G) min-max -> (B, G) log1p_norm
+
     def counts(self, x, size):  # (B, G) min-max, (B,) -> (B, G) counts
         "The counts of min-max values `x` in cells of size factor `size`."
-        return torch.expm1((x * self.span + self.lo).clamp_min(0)) * size[:, None]
+        return torch.expm1(self.log1p_norm(x).clamp_min(0)) * size[:, None]
 
 # %% ../nbs/16_train.ipynb #ae7d077c
 RATE_GROUPS = (1.0, 4.0, 16.0, 50.0)  # exact sums per group of expected counts below each bound: fewer terms for small ones
@@ -226,9 +228,9 @@ def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar
 def _detected_mse(y, xs, hidden, depth: Depth, size):  # (B, G) x 2, bool (B, G), (B,) -> scalar
     "MSE (min-max units) between the estimate's value given detection (`detected_value`) and the observed value, on hidden non-zeros."
     if not hidden.any(): return y.sum() * 0                          # nothing hidden: 0, graph kept
-    lo, span = depth.lo.expand_as(xs)[hidden], depth.span.expand_as(xs)[hidden]
-    seen = detected_value((y[hidden] * span + lo).clamp_min(0), size[:, None].expand_as(xs)[hidden])
-    return (((seen - (xs[hidden] * span + lo)) / span.clamp_min(1e-6)) ** 2).mean()
+    seen = detected_value(depth.log1p_norm(y)[hidden].clamp_min(0), size[:, None].expand_as(xs)[hidden])
+    span = depth.span.expand_as(xs)[hidden]
+    return (((seen - depth.log1p_norm(xs)[hidden]) / span.clamp_min(1e-6)) ** 2).mean()
 
 def _hidden_poisson(y, xs, scored, depth: Depth, size):  # (B, G) x 2, bool (B, G), (B,) -> scalar
     "Poisson NLL of the scored entries' counts, the rate being the estimate's counts at the cell's size (+1e-4: no log 0)."
