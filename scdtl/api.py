@@ -17,7 +17,7 @@ from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows,
 from .metrics import leiden_labels
 from .model import BulkDAE, SCDTLNet, Ensemble, members, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
-from .train import Depth, Run, detected_value, train_bulk, train_all
+from .train import Depth, Run, detected_value, expected_log1p, train_bulk, train_all
 from .checkpoint import Checkpointer
 from . import distributed
 
@@ -341,21 +341,30 @@ def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_mat
 
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
-def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
-    "The network's estimate of every entry, log1p_norm (dense float32; target 'poisson': expected values): observed values NOT kept."
+def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None, at_depth: bool = False) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
+    "The network's estimate of every entry, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
     _check_fitted(self)
-    return self._denoise(observed(adata, layer=self.layer), genes)
+    return self._denoise(observed(adata, layer=self.layer), genes, at_depth=at_depth)
 
 @patch
-def _denoise(self: SCDTL, obs: ad.AnnData, genes=None) -> np.ndarray:  # obs: from `observed`
+def _denoise(self: SCDTL, obs: ad.AnnData, genes=None, *, at_depth: bool = False) -> np.ndarray:  # obs: from `observed`
     "`denoise` on counts already through `observed`."
-    return np.vstack([_denoised(self, o, genes) for o in _chunks(obs)])
+    if at_depth and self.config.losses.target != "poisson":
+        raise InputError("at_depth=True needs a model trained on the Poisson target (Losses(target='poisson'), the 'fast' "
+                         f"preset); this one was trained on {self.config.losses.target!r}: its estimate is already a value given detection")
+    return np.vstack([_denoised(self, o, genes, at_depth) for o in _chunks(obs)])
 
-def _denoised(self: SCDTL, obs: ad.AnnData, genes) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
+def _denoised(self: SCDTL, obs: ad.AnnData, genes, at_depth: bool) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
     "`_denoise` of one chunk of cells."
     cols, _, estimate = _reconstruction(self, obs)
+    if at_depth: estimate = _at_depth(estimate, size_factors(obs))
     out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
     return to_dense(_pick(out, obs, genes), np.float32)
+
+def _at_depth(estimate: np.ndarray, size: np.ndarray) -> np.ndarray:  # (n, G) expected values, (n,) -> (n, G) log1p_norm
+    "`expected_log1p` of every entry at its cell's size factor."
+    s = torch.as_tensor(np.broadcast_to(size[:, None], estimate.shape).ravel())
+    return expected_log1p(torch.as_tensor(estimate.ravel()), s).numpy().reshape(estimate.shape)
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
 @patch

@@ -27,9 +27,9 @@ from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_group
 # %% auto #0
 __all__ = ['CELLBENCH_LINES', 'OUTPUTS', 'PEERS', 'METHODS', 'ROWS', 'TASK_KINDS', 'CELLBENCH', 'CLUSTERING_SETS', 'PROFILES',
            'NULL_MIN_CELLS', 'HIGHER_IS_BETTER', 'TASK_KEYS', 'PARTS', 'Job', 'measured', 'compile_kernels', 'run_jobs',
-           'run_plans', 'BulkModels', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile', 'subsample',
-           'run_grid', 'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report', 'ablations',
-           'run_ablations', 'run_all']
+           'run_plans', 'BulkModels', 'outputs', 'scdtl_method', 'methods', 'run_method', 'Profile', 'get_profile',
+           'subsample', 'run_grid', 'summarize', 'ranks', 'matmul_gflops', 'training_throughput', 'speed_report',
+           'ablations', 'run_ablations', 'run_all']
 
 # %% ../nbs/40_benchmark.ipynb #140fdf30
 @dataclass
@@ -200,10 +200,15 @@ class BulkModels:
         if (f := self.fit_file(cfg, seed, observed)).exists(): return SCDTL.load(f, config=cfg, device=self.device, progress=False)
         return self.fit(cfg, seed, observed)
 
-OUTPUTS = {  # scDTL's outputs of one fit, log1p_norm: the default imputation, every zero filled, the denoised matrix
+OUTPUTS = {  # scDTL's outputs of one fit, log1p_norm: the default imputation, every zero filled, the denoised matrix (2 ways)
     "impute": lambda model, observed, genes: model.impute(observed, genes=genes).toarray(),
     "fill": lambda model, observed, genes: model.impute(observed, genes=genes, zeros="fill").toarray(),
-    "denoise": lambda model, observed, genes: model.denoise(observed, genes=genes)}
+    "denoise": lambda model, observed, genes: model.denoise(observed, genes=genes),
+    "denoise at depth": lambda model, observed, genes: model.denoise(observed, genes=genes, at_depth=True)}
+
+def outputs(config) -> tuple:
+    "The `OUTPUTS` a model of `config` gives: the mean at depth needs the Poisson target's expected values."
+    return tuple(m for m in OUTPUTS if m != "denoise at depth" or get_config(config).losses.target == "poisson")
 
 def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkModels | None = None,
                  modes=("impute",), keep: bool = False, **overrides):
@@ -221,7 +226,7 @@ def scdtl_method(bulk, *, config="fast", seed=0, device=None, bulk_models: BulkM
 # %% ../nbs/40_benchmark.ipynb #a1d5f7e5
 PEERS = ("ALRA", "kNN-smoothing", "MAGIC", "scVI", "SCRABBLE")
 METHODS = (*FLOORS, *PEERS, "scDTL")  # every name `methods` knows, in the order tables show them
-ROWS = (*METHODS, "scDTL fill", "scDTL denoise")  # the rows a grid writes: scDTL's one fit gives three outputs
+ROWS = (*METHODS, "scDTL fill", "scDTL denoise", "scDTL denoise at depth")  # the rows a grid writes: one fit, four outputs
 
 def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed: int = 0, device=None,
             bulk_models: BulkModels | None = None, denoise: bool = True, keep: bool = False) -> dict:
@@ -233,7 +238,7 @@ def methods(bulk, *, names=METHODS, config="fast", scvi_epochs: int = 100, seed:
                   "scVI": partial(external.scvi_impute, max_epochs=scvi_epochs, seed=seed),
                   "SCRABBLE": partial(scrabble.scrabble, bulk=bulk, seed=seed),
                   "scDTL": scdtl_method(bulk, config=config, seed=seed, device=device, bulk_models=bulk_models,
-                                        modes=tuple(OUTPUTS) if denoise else ("impute",), keep=keep)}
+                                        modes=outputs(config) if denoise else ("impute",), keep=keep)}
     unknown = set(names) - set(everything)
     if unknown: raise ValueError(f"unknown method(s) {sorted(unknown)}; known: {', '.join(everything)}")
     return {n: everything[n] for n in names}

@@ -19,8 +19,9 @@ from .nn.mmd import mmd
 
 # %% auto #0
 __all__ = ['RATE_GROUPS', 'TrainingError', 'hide_nonzeros', 'Run', 'flush_denormals', 'fit_phase', 'bulk_imputation_loss',
-           'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'detected_value', 'dropout_loss', 'sc_imputation_loss',
-           'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout', 'train_imputation', 'train_all']
+           'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'detected_value', 'expected_log1p', 'dropout_loss',
+           'sc_imputation_loss', 'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout', 'train_imputation',
+           'train_all']
 
 # %% ../nbs/16_train.ipynb #6a1fb981
 class TrainingError(RuntimeError):
@@ -218,6 +219,13 @@ def _exact_detected(lam, s, k_max: int):  # (n,) x 2 -> (n,)
     k = torch.arange(1, k_max + 1, dtype=lam.dtype, device=lam.device)
     p = torch.exp(k * torch.log(lam)[:, None] - lam[:, None] - torch.lgamma(k + 1))   # (n, k_max) Poisson probabilities
     return (p * torch.log1p(k / s[:, None])).sum(1) / -torch.expm1(-lam)
+
+# %% ../nbs/16_train.ipynb #58e6becd
+def expected_log1p(v, size) -> torch.Tensor:  # (N,) log1p_norm, (N,) -> (N,) log1p_norm
+    "E[log1p(k / s)] for k ~ Poisson(expm1(v) x s), zeros included: the mean log1p_norm value of an entry of expected value `v` at size `s`."
+    seen = detected_value(v, size)
+    lam = torch.expm1(torch.as_tensor(v, dtype=seen.dtype)).clamp_min(0) * torch.as_tensor(size, dtype=seen.dtype)
+    return -torch.expm1(-lam) * seen                                          # P(k >= 1) x the value given detection
 
 # %% ../nbs/16_train.ipynb #e5f8be18
 def _hidden_mse(y, xs, hidden):  # (B, G) x 2, bool (B, G) -> scalar

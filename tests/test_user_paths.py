@@ -270,7 +270,8 @@ print('LOAD OK')
 def test_poisson_target_outputs(tmp_path, pair):
     """The Poisson target (`Losses(target='poisson')`): 'fill' puts into each zero the value it would show if detected,
     at least one molecule of its own cell (log1p(1e4 / total)); 'denoise' gives the expected value, which may be below
-    it; observed values are kept; the h5ad records the target."""
+    it; `denoise(at_depth=True)` is P(detected) x that value at each cell's depth (a model on the MSE target refuses
+    it); observed values are kept; the h5ad records the target."""
     r = python(tiny_pair_code(tmp_path, pair) + """
 m = scdtl.SCDTL(TINY_POISSON, progress=False).fit(a, b)
 obs = scdtl.preprocess.observed(a)
@@ -282,6 +283,12 @@ z = X == 0
 assert z.sum() > 1000 and (fill[z] >= one[z] - 1e-5).all(), (fill[z] - one[z]).min()
 low = z & (den < one)                                                # expected value below one molecule
 assert low.sum() > 100 and (fill[low] > den[low]).all() and np.array_equal(fill[~z], X[~z])
+dep = m.denoise(a, genes=m.genes, at_depth=True)                     # the mean log at each cell's depth
+size = obs.obs['scdtl_total'].to_numpy()[:, None] / 1e4 * np.ones_like(X)
+assert (dep <= den + 1e-6).all() and np.allclose(dep[z], -np.expm1(-np.expm1(den[z]) * size[z]) * fill[z], atol=1e-5)
+from scdtl.checks import InputError
+try: scdtl.SCDTL(get_config(TINY, losses=Losses()), progress=False).fit(a, b).denoise(a, at_depth=True); raise SystemExit('no error')
+except InputError as e: assert 'Poisson target' in str(e)                # Losses(): the MSE target
 tl = scdtl.tl.impute(a, b, config=TINY_POISSON, progress=False, copy=True)
 tl.write_h5ad('out.h5ad'); back = ad.read_h5ad('out.h5ad')
 assert back.uns['scdtl']['config']['losses']['target'] == 'poisson'
