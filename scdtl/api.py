@@ -293,10 +293,17 @@ def _fill(model: SCDTL, obs, block, estimate, p, zeros) -> np.ndarray:  # (n, G)
 def _if_detected(model: SCDTL, obs, block, estimate) -> np.ndarray:  # obs: from `observed`; (n, G) x 2 -> (n, G) log1p_norm
     "The value each observed zero would show if detected: the estimate (target 'mse'), or `detected_value` of it at its cell's depth ('poisson')."
     if model.config.losses.target == "mse": return estimate
-    size, out = size_factors(obs), estimate.copy()
-    for r in range(0, len(out), PREDICT_BATCH):                        # a batch of cells at a time: bounded memory
-        rows = slice(r, r + PREDICT_BATCH); z = block[rows] == 0
-        out[rows][z] = detected_value(estimate[rows][z], np.broadcast_to(size[rows, None], z.shape)[z]).numpy()
+    return _at_cell_depth(detected_value, estimate, size_factors(obs), block == 0)
+
+DEPTH_ROWS = 32  # cells per block of Poisson sums: at 4,000 genes the worst block (every rate at 16-50 molecules) adds about 235 MiB to the peak
+
+def _at_cell_depth(fn, estimate: np.ndarray, size: np.ndarray, entries=None) -> np.ndarray:  # (n, G), (n,), bool (n, G) -> (n, G)
+    "`fn(values, sizes)` of the `entries` of `estimate` (all if None) at their cell's size factor, `DEPTH_ROWS` cells at a time."
+    out = estimate.copy()
+    for r in range(0, len(out), DEPTH_ROWS):                           # memory bounded by the block, not by the chunk
+        rows = slice(r, r + DEPTH_ROWS)
+        pick = np.ones(out[rows].shape, bool) if entries is None else entries[rows]
+        out[rows][pick] = fn(torch.as_tensor(estimate[rows][pick]), torch.as_tensor(np.broadcast_to(size[rows, None], pick.shape)[pick])).numpy()
     return out
 
 @patch
@@ -357,20 +364,9 @@ def _denoise(self: SCDTL, obs: ad.AnnData, genes=None, *, at_depth: bool = False
 def _denoised(self: SCDTL, obs: ad.AnnData, genes, at_depth: bool) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
     "`_denoise` of one chunk of cells."
     cols, _, estimate = _reconstruction(self, obs)
-    if at_depth: estimate = _at_depth(estimate, size_factors(obs))
+    if at_depth: estimate = _at_cell_depth(expected_log1p, estimate, size_factors(obs))
     out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
     return to_dense(_pick(out, obs, genes), np.float32)
-
-DEPTH_ROWS = 32  # cells per `expected_log1p` block: at 4,000 genes the worst block (every rate at 16-50 molecules) adds about 235 MiB to the peak
-
-def _at_depth(estimate: np.ndarray, size: np.ndarray) -> np.ndarray:  # (n, G) expected values, (n,) -> (n, G) log1p_norm
-    "`expected_log1p` of every entry at its cell's size factor, `DEPTH_ROWS` cells at a time (memory bounded by the block)."
-    out = np.empty_like(estimate)
-    for r in range(0, len(out), DEPTH_ROWS):
-        e = torch.as_tensor(estimate[r:r + DEPTH_ROWS])
-        s = torch.as_tensor(size[r:r + DEPTH_ROWS, None]).expand_as(e)
-        out[r:r + DEPTH_ROWS] = expected_log1p(e.reshape(-1), s.reshape(-1)).numpy().reshape(e.shape)
-    return out
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
 @patch
