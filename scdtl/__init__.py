@@ -1,5 +1,5 @@
 "scDTL single-cell imputation by transfer learning from bulk RNA-seq (generated from nbs/ by nbdev; this file is kept by hand)."
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 import importlib
 

@@ -15,16 +15,16 @@ from .checks import InputError, to_dense, gene_columns, TARGET_SUM
 from .config import Config, get_config
 from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows, MinMaxScaler
 from .metrics import leiden_labels
-from .model import BulkDAE, SCDTLNet, Ensemble, members, reconstruct_tensor, sc_latent
+from .model import BulkDAE, SCDTLNet, Ensemble, OtherGenes, members, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
-from .train import Depth, Run, detected_value, expected_log1p, train_bulk, train_all
+from .train import Depth, Run, detected_value, expected_log1p, train_bulk, train_all, train_other_genes
 from .checkpoint import Checkpointer
 from . import distributed
 
 # %% auto #0
-__all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS', 'DEFAULT_ZEROS', 'DEPTH_ROWS',
-           'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells', 'member_seeds', 'size_factors',
-           'member_config', 'check_zeros', 'member_history']
+__all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'OTHER_MIN_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS',
+           'DEFAULT_ZEROS', 'DEPTH_ROWS', 'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells',
+           'member_seeds', 'size_factors', 'member_config', 'other_gene_names', 'check_zeros', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -36,15 +36,16 @@ def _split_tensors(x: torch.Tensor, split: np.ndarray) -> tuple[torch.Tensor, to
 DENSE_ROWS = 2**26  # training matrices of at most this many entries (256 MiB as float32) are scaled once and held dense
 
 class SparseRows:
-    "Rows of a sparse (cells, genes) matrix, min-max scaled: `rows[idx]` -> (B, G); densified per batch, or once if small."
-    def __init__(self, X: sp.csr_matrix, scaler: MinMaxScaler, device, *, dense_max: int = DENSE_ROWS):
-        self.X, self.scaler, self.device = X.tocsr(), scaler, device
+    "Rows of a sparse (cells, genes) matrix, min-max scaled (as they are if `scaler` is None): `rows[idx]` -> (B, G) on `device`."
+    def __init__(self, X: sp.csr_matrix, scaler: MinMaxScaler | None, device, *, dense_max: int = DENSE_ROWS):
+        self.X, self.device = X.tocsr(), device
+        self.scale = scaler.transform if scaler is not None else lambda v: to_dense(v, np.float32)
         small = X.shape[0] * X.shape[1] <= dense_max     # a batch is then a slice: scaling per batch was 4% of a fast fit
-        self.dense = _to_tensor(scaler.transform(self.X), device) if small else None
+        self.dense = _to_tensor(self.scale(self.X), device) if small else None
     def __len__(self) -> int: return self.X.shape[0]
     def __getitem__(self, idx) -> torch.Tensor:
         if self.dense is not None: return self.dense[torch.as_tensor(idx, device=self.device)]
-        return _to_tensor(self.scaler.transform(self.X[np.asarray(idx)]), self.device)
+        return _to_tensor(self.scale(self.X[np.asarray(idx)]), self.device)
 
 # %% ../nbs/20_api.ipynb #adae0e5a
 class SCDTL:
@@ -63,10 +64,15 @@ class SCDTL:
         self.split: np.ndarray | None = None         # (cells,) "train" / "val" of the fitted data
         self.sc_scaler: MinMaxScaler | None = None   # per-gene min-max of the fitted cells' log1p_norm values
         self.net: SCDTLNet | None = None
+        self.other_genes: list[str] = []             # genes outside the network that phase (iv) estimates
+        self.other_head: OtherGenes | None = None    # their Poisson head on the latent (`Architecture.other_genes`)
         self.history: list[dict] = []                # one row per epoch and phase
 
     @property
     def is_fitted(self) -> bool: return self.net is not None
+
+    @property
+    def denoised_genes(self) -> list[str]: return [*(self.genes or []), *self.other_genes]  # what `denoise` estimates
 
     def __repr__(self):
         state = "fitted" if self.is_fitted else ("bulk pretrained" if self.bulk_dae is not None else "new")
@@ -165,7 +171,8 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
         folder = checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
         h = _train_member(self, m, X, sizes, s, clusters, xb, folder, checkpoint_every, distributed)
         hist += h if len(nets) == 1 else [dict(e, member=k) for e in h]
-    self.net, self.history = net, hist                                               # fitted only once every member is
+    head, other, h = _fit_other_genes(self, net, obs, checkpoint_dir, checkpoint_every, distributed)
+    self.net, self.history, self.other_head, self.other_genes = net, hist + h, head, other  # fitted once all of it is
     return self
 
 def member_seeds(seed: int, n: int) -> list[int]:
@@ -205,6 +212,32 @@ def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."
     val = np.flatnonzero(split == "val")
     return val[seeded_rows(len(val), max_cells, seed)]
+
+# %% ../nbs/20_api.ipynb #f9694d7e
+OTHER_MIN_CELLS = 3  # phase (iv) estimates the other genes detected in at least this many fitted cells
+
+def other_gene_names(obs: ad.AnnData, modelled) -> list[str]:  # obs: from `observed`
+    "The genes phase (iv) estimates: outside `modelled`, not spike-ins, detected in at least `OTHER_MIN_CELLS` cells."
+    detected = np.asarray((obs.X > 0).sum(0)).ravel() >= OTHER_MIN_CELLS
+    spike = obs.var["spike_in"].to_numpy(bool) if "spike_in" in obs.var else np.zeros(obs.n_vars, bool)
+    return list(obs.var_names[detected & ~spike & ~obs.var_names.isin(modelled)])
+
+def _fit_other_genes(self: SCDTL, net, obs: ad.AnnData, checkpoint_dir, every: int, distributed: bool) -> tuple:
+    "Phase (iv), when the configuration asks for it: (the head or None, its genes, its history)."
+    genes = other_gene_names(obs, self.genes) if self.config.arch.other_genes and self.has_latent else []
+    if not genes: return None, [], []
+    z = torch.cat([sc_latent(net, _model_input(self, o)[2]) for o in _chunks(obs)])   # (cells, K*L), frozen
+    counts = obs.X.tocsr()[:, gene_columns(obs.var_names, genes)]                    # (cells, G_o) counts, sparse
+    sizes = size_factors(obs)
+    train, val = np.flatnonzero(self.split == "train"), _val_rows(self.split, self.config.schedule.max_val_cells, self.seed)
+    head = OtherGenes(z.shape[1], len(genes)).to(self.device)
+    head.start_at(z[train], _to_tensor(np.asarray(counts[train].sum(0)).ravel() / sizes[train].sum(), self.device))
+    run = _run(self, checkpoint_dir, every, distributed, seed=self.seed, cells=_fingerprint(counts))
+    size = _to_tensor(sizes, self.device)
+    hist = train_other_genes(head, z[train], SparseRows(counts[train], None, self.device), size[train], z[val],
+                             _to_tensor(to_dense(counts[val], np.float32), self.device), size[val], config=self.config,
+                             gen=torch.Generator().manual_seed(self.seed), progress=self.progress, run=run)
+    return head.eval(), genes, hist
 
 # %% ../nbs/20_api.ipynb #270327ed
 def _build_net(self: SCDTL, order=None) -> SCDTLNet | Ensemble:
@@ -349,7 +382,7 @@ def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_mat
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
 def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None, at_depth: bool = False) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
-    "The network's estimate of every entry, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
+    "The model's estimate of every entry of `denoised_genes`, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
     _check_fitted(self)
     return self._denoise(observed(adata, layer=self.layer), genes, at_depth=at_depth)
 
@@ -361,11 +394,22 @@ def _denoise(self: SCDTL, obs: ad.AnnData, genes=None, *, at_depth: bool = False
                          f"preset); this one was trained on {self.config.losses.target!r}: its estimate is already a value given detection")
     return np.vstack([_denoised(self, o, genes, at_depth) for o in _chunks(obs)])
 
+@torch.no_grad()
+def _other_estimate(self: SCDTL, obs: ad.AnnData) -> tuple:  # -> (k,) columns, (n_obs, k) log1p_norm
+    "Columns of `obs` holding genes of the other-genes head, and its expected value of each of their entries."
+    pos = pd.Index(self.other_genes).get_indexer(obs.var_names)                     # (n_vars,) head column or -1
+    cols = np.flatnonzero(pos >= 0)
+    if self.other_head is None or len(cols) == 0: return cols, np.zeros((obs.n_obs, 0), np.float32)
+    z = sc_latent(self.net, _model_input(self, obs)[2])
+    return cols, self.other_head.denoised(z)[:, torch.as_tensor(pos[cols], device=z.device)].cpu().numpy()
+
 def _denoised(self: SCDTL, obs: ad.AnnData, genes, at_depth: bool) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
     "`_denoise` of one chunk of cells."
     cols, _, estimate = _reconstruction(self, obs)
+    other_cols, other = _other_estimate(self, obs)
+    cols, estimate = np.concatenate([cols, other_cols]), np.hstack([estimate, other])
     if at_depth: estimate = _at_cell_depth(expected_log1p, estimate, size_factors(obs))
-    out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes outside the model pass through
+    out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes the model does not estimate pass through
     return to_dense(_pick(out, obs, genes), np.float32)
 
 # %% ../nbs/20_api.ipynb #fd4dc3fd
@@ -400,7 +444,8 @@ def _state(self: SCDTL, bulk_data: bool) -> dict:
         s.update(bulk_x=self.bulk_x.cpu(), bulk_split=self.bulk_split.tolist(), bulk_scaler=_pack(self.bulk_scaler.to_dict()))
     if self.is_fitted:
         s.update(genes=self.genes, split=self.split.tolist(), sc_scaler=_pack(self.sc_scaler.to_dict()),
-                 net_state=self.net.state_dict(), transferred=self.bulk_dae is not None)
+                 net_state=self.net.state_dict(), transferred=self.bulk_dae is not None, other_genes=self.other_genes)
+        if self.other_head is not None: s["other_state"] = self.other_head.state_dict()
     return s
 
 # %% ../nbs/20_api.ipynb #4ad8bfd7
@@ -445,6 +490,10 @@ def load(cls: SCDTL, path, *, config: str | Config | None = None, device: str | 
     if "net_state" in s:
         m.genes, m.split, m.sc_scaler = s["genes"], np.array(s["split"]), MinMaxScaler.from_dict(_unpack(s["sc_scaler"]))
         m.net = _build_net(m); m.net.load_state_dict(s["net_state"])
+        m.other_genes = s["other_genes"]
+    if "other_state" in s:
+        m.other_head = OtherGenes(s["other_state"]["center"].numel(), len(m.other_genes)).to(m.device).eval()
+        m.other_head.load_state_dict(s["other_state"])
     return m
 
 # %% ../nbs/20_api.ipynb #4fa8aea6

@@ -27,6 +27,9 @@ class Architecture:
     dropout: float = 0.1                      # ours: light dropout in the MLPs
     n_members: int = 1                        # ours: networks trained apart (each its own seed and validation cells)
                                               # whose estimates are averaged (1: the paper's single network)
+    other_genes: bool = False                 # ours: a Poisson head on the trained latent also estimates every other
+                                              # gene detected in >= 3 cells, so `denoise` covers the whole matrix
+                                              # (False: the paper, genes outside the network pass through as observed)
 
     @property
     def bulk_part(self) -> tuple:  # what a bulk model (phase i) depends on; the single-cell side may differ
@@ -146,8 +149,10 @@ class Config:
 CONFIGS = {
     "paper": Config(name="paper"),
     # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged, phase (iii)
-    # on the Poisson target (depth-free estimates; the paper's MSE target fills zeros with depth); the default.
-    "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2),
+    # on the Poisson target (depth-free estimates; the paper's MSE target fills zeros with depth), and a Poisson head on
+    # the latent for every other detected gene (denoise covers the whole matrix); the default.
+    "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2,
+                                other_genes=True),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=30,
                             max_epochs_sc=50, patience=10, lr_patience=4),
                    Losses(target="poisson"), Ablation(use_unet=False), name="fast"),

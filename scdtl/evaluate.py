@@ -136,7 +136,8 @@ class McvTask:
     "Molecular cross-validation: a method denoises the train molecules (`observed`); the held-out test molecules score it."
     kind = "mcv"             # class attribute, not a field
     observed: ad.AnnData     # train counts of the kept cells and genes, observed(); obs: input columns + scdtl_total
-    genes: list              # the modelled genes (shared HVGs of the train data); all others pass through as train counts
+    genes: list              # every gene of `observed`: what a method denoises (Open Problems scores the whole matrix)
+    hvgs: list               # the HVGs shared with the bulk panel (scDTL's network genes): the `*_modelled` sub-scores
     test: sp.csr_matrix      # (cells x observed.n_vars) the held-out counts
     seed: int
     test_fraction: float
@@ -150,16 +151,19 @@ class McvTask:
     @property
     def cols(self) -> np.ndarray: return self.observed.var_names.get_indexer(self.genes)  # (len(genes),) positions
 
+    @property
+    def hvg_cols(self) -> np.ndarray: return self.observed.var_names.get_indexer(self.hvgs)  # (len(hvgs),) positions
+
     def controls(self) -> dict:  # name -> (cells x observed.n_vars) counts
         "Open Problems' controls: the train counts as they are, and the (unseen) test counts themselves."
         return {"no denoising": self.observed.X, "perfect denoising": self.test}
 
     def raw_scores(self, denoised) -> dict:  # (cells x observed.n_vars) counts
-        "Both losses over the whole matrix and over the modelled genes' columns (means of the same per-entry errors)."
+        "Both losses over the whole matrix and over the HVGs' columns (`*_modelled`; means of the same per-entry errors)."
         se = _mse_entries(self.test, denoised)
         nll = _poisson_entries(self.test, denoised, self.observed.X.sum(dtype=np.float64))
         return dict(mcv_mse=float(se.mean()), mcv_poisson=float(nll.mean()),
-                    mcv_mse_modelled=float(se[:, self.cols].mean()), mcv_poisson_modelled=float(nll[:, self.cols].mean()))
+                    mcv_mse_modelled=float(se[:, self.hvg_cols].mean()), mcv_poisson_modelled=float(nll[:, self.hvg_cols].mean()))
 
 # %% ../nbs/21_evaluate.ipynb #8cd81b3b
 def make_mcv_task(adata: ad.AnnData, *, seed: int = 0, test_fraction: float = 0.1, bulk_genes=None,
@@ -168,8 +172,8 @@ def make_mcv_task(adata: ad.AnnData, *, seed: int = 0, test_fraction: float = 0.
     train, test = mcv_split(_matrix(adata, layer), test_fraction=test_fraction, seed=seed)
     cells, genes = train.getnnz(1) > 0, train.getnnz(0) > 0  # at least one train molecule
     observed = _observed_task(adata, train[cells][:, genes], cells, genes, layer=layer)
-    return McvTask(observed, shared_hvgs(observed, bulk_genes, n_top_genes=n_top_genes), test[cells][:, genes],
-                   seed, test_fraction)
+    return McvTask(observed, list(observed.var_names), shared_hvgs(observed, bulk_genes, n_top_genes=n_top_genes),
+                   test[cells][:, genes], seed, test_fraction)
 
 # %% ../nbs/21_evaluate.ipynb #3a581fb1
 def mcv_score_counts(task: McvTask, denoised_counts) -> dict:  # (cells x observed.n_vars) counts, dense or sparse
@@ -185,7 +189,7 @@ def mcv_score_counts(task: McvTask, denoised_counts) -> dict:  # (cells x observ
     return {**raw, **{f"{k}_norm": (no[k] - raw[k]) / (no[k] - perfect[k]) for k in raw}}
 
 def mcv_score(task: McvTask, imputed_log1p) -> dict:  # (cells, len(task.genes)) log1p_norm
-    "Log1p_norm values of `task.genes` as counts at the train depth, every other gene passed through, scored by MCV."
+    "Log1p_norm values of `task.genes` as counts at the train depth (genes outside `task.genes` as train counts), scored by MCV."
     want = (task.observed.n_obs, len(task.genes))
     if np.shape(imputed_log1p) != want:
         raise InputError(f"imputation has shape {np.shape(imputed_log1p)}; the task scores {want} (cells x task.genes)")

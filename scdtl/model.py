@@ -13,7 +13,8 @@ from .nn.unet import GeneUNet
 from .nn.cbam import CBAMFusion, ResidualFusion
 
 # %% auto #0
-__all__ = ['BulkDAE', 'DropoutHead', 'SCDTLNet', 'reconstruct_tensor', 'Ensemble', 'members', 'sc_latent']
+__all__ = ['MAX_LOG_RATE', 'BulkDAE', 'DropoutHead', 'SCDTLNet', 'reconstruct_tensor', 'Ensemble', 'members', 'sc_latent',
+           'OtherGenes']
 
 # %% ../nbs/15_model.ipynb #ef37aa8b
 class BulkDAE(nn.Module):
@@ -136,3 +137,27 @@ def sc_latent(net: SCDTLNet | Ensemble, x: torch.Tensor, *, batch_size: int = 25
     "The single-cell encoder's latent for each cell of `x` (B, G) -> (B, n_latent x members)."
     net.eval()
     return torch.cat([net.latent(xb) for xb in x.split(batch_size)])
+
+# %% ../nbs/15_model.ipynb #bef36001
+MAX_LOG_RATE = 15.0  # e^15 ~ 3.3 M counts per 10^4: a cap that keeps exp finite, never reached by real data
+
+class OtherGenes(nn.Module):
+    "Latent (B, K*L) -> log expected counts per 10^4 (B, n_genes) of the genes outside the network: a linear Poisson head."
+    def __init__(self, n_latent: int, n_genes: int):
+        super().__init__()
+        self.linear = nn.Linear(n_latent, n_genes)
+        nn.init.zeros_(self.linear.weight)                            # starts at each gene's mean (set by `start_at`)
+        self.register_buffer("center", torch.zeros(n_latent))          # the latent's per-unit mean and sd on the
+        self.register_buffer("scale", torch.ones(n_latent))            # training cells: a standardised input
+
+    def start_at(self, z: torch.Tensor, mean_rate: torch.Tensor):  # (n, K*L), (n_genes,) counts per 10^4
+        "Standardise the latent as `z`'s and start every gene at `mean_rate`."
+        with torch.no_grad():
+            self.center.copy_(z.mean(0)); self.scale.copy_(z.std(0).clamp_min(1e-6))
+            self.linear.bias.copy_(mean_rate.clamp_min(1e-8).log())
+
+    def forward(self, z): return self.linear((z - self.center) / self.scale).clamp(max=MAX_LOG_RATE)  # (B, K*L) -> (B, n_genes)
+
+    def denoised(self, z) -> torch.Tensor:  # (B, K*L) -> (B, n_genes) log1p_norm
+        "The expected value of each gene, log1p_norm (log1p of the expected counts per 10^4)."
+        return torch.log1p(self(z).exp())

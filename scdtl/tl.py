@@ -83,11 +83,13 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
 # %% ../nbs/23_tl.ipynb #c82525b6
 def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_denoised", config="fast", seed: int = 0,
             copy: bool = False, bulk_scale: str | None = None, device: str | None = None, progress: bool = True):
-    """Denoise `adata` with scDTL: the network's estimate of every entry of the modelled genes, on the count scale.
+    """Denoise `adata` with scDTL: the model's estimate of every entry of the genes it covers, on the count scale.
 
     Fits exactly as `impute` (same parameters, same model for the same seed); only the output differs: observed
-    values are not kept, every entry of a modelled gene is the network's reconstruction, mapped back to expected
-    counts at each cell's observed depth with `scdtl.pp.to_counts`. This is what denoising benchmarks (molecular
+    values are not kept, every entry of a covered gene is the model's estimate, mapped back to expected counts at
+    each cell's observed depth with `scdtl.pp.to_counts`. The network covers the HVGs shared with the bulk panel;
+    with `Architecture.other_genes` (on in `fast`) a Poisson head on its latent covers every other gene detected in
+    at least 3 cells. This is what denoising benchmarks (molecular
     cross-validation, the Open Problems denoising task) score.
 
     Parameters
@@ -119,15 +121,15 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
     `None`, or the new AnnData when `copy=True`. Written (and nothing else; `.X` is never modified):
 
     `adata.layers[key_added]` : `scipy.sparse.csr_matrix` float32 (n_obs, n_vars), scale `expected_counts`
-        The modelled genes: the network's estimate of every entry as expected counts at each cell's observed depth,
+        The covered genes: the model's estimate of every entry as expected counts at each cell's observed depth,
         `expm1(estimate) * total / 1e4` (`scdtl.pp.to_counts`; not whole numbers, observed values not kept). The
         other genes: the observed counts, unchanged.
     `adata.obsm["X_" + key_added]` : `numpy.ndarray` (n_obs, n_latent x n_members: an ensemble's latents side by side)
         The single-cell encoder's latent (configurations without the bulk view have none and do not write it).
     `adata.var[key_added + "_modelled"]` : bool
-        Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.
+        Whether scDTL estimated the gene (the network's HVGs, and the other-genes head's); the others are copied.
     `adata.uns[key_added]` : dict
-        As `impute`'s record, with `mode` ("denoise") and `scale` ("expected_counts").
+        As `impute`'s record, with `mode` ("denoise"), `scale` ("expected_counts") and `other_genes` (the head's genes).
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "expected_counts", the scale record every scdtl function reads.
     """
@@ -176,8 +178,9 @@ def _layers(model, obs, mode: str, zeros) -> tuple:
         return tuple(sp.vstack(x, format="csr") for x in zip(*parts))
     from scdtl.checks import gene_columns
     from scdtl.preprocess import to_counts
-    counts = to_counts(model._denoise(obs, genes=model.genes), obs.obs["scdtl_total"])  # the one way back to counts
-    return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, model.genes)), None
+    genes = model.denoised_genes
+    counts = to_counts(model._denoise(obs, genes=genes), obs.obs["scdtl_total"])  # the one way back to counts
+    return _replace_columns(obs.X.tocsr(), counts, gene_columns(obs.var_names, genes)), None
 
 def _record(model, mode: str, scale: str, zeros=None) -> dict:
     "The `uns` record of an output of a fitted `model`: how it was made, on which scale, by which versions (h5ad types only)."
@@ -188,6 +191,7 @@ def _record(model, mode: str, scale: str, zeros=None) -> dict:
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
     if zeros is not None: uns["zeros"] = str(zeros)
+    if mode == "denoise": uns["other_genes"] = list(model.other_genes)
     return uns
 
 def _results(model, obs, mode: str, zeros=None) -> dict:
@@ -196,7 +200,7 @@ def _results(model, obs, mode: str, zeros=None) -> dict:
     uns = _record(model, mode, scale, zeros)
     layer, dropout = _layers(model, obs, mode, zeros)
     return dict(layer=layer, dropout=dropout, latent=model._latent(obs) if model.has_latent else None,
-                flag=flag, modelled=obs.var_names.isin(model.genes), uns=uns)
+                flag=flag, modelled=obs.var_names.isin(model.genes if mode == "impute" else model.denoised_genes), uns=uns)
 
 def _write(adata, r: dict, key: str):
     "Write the results of `_results` into `adata` under `key`."

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import Config, Schedule
 from .distributed import Distributed
-from .model import BulkDAE, SCDTLNet
+from .model import BulkDAE, SCDTLNet, OtherGenes
 from .nn.dae import binomial_corrupt, mask_nonzero
 from .nn.mmd import mmd
 
@@ -21,7 +21,7 @@ from .nn.mmd import mmd
 __all__ = ['RATE_GROUPS', 'TrainingError', 'hide_nonzeros', 'Run', 'flush_denormals', 'fit_phase', 'bulk_imputation_loss',
            'sc_dae_loss', 'dtl_terms', 'cluster_loss', 'Depth', 'detected_value', 'expected_log1p', 'dropout_loss',
            'sc_imputation_loss', 'train_bulk', 'pretrain_sc', 'adapt', 'calibrate_dropout', 'train_imputation',
-           'train_all']
+           'train_all', 'other_genes_loss', 'train_other_genes']
 
 # %% ../nbs/16_train.ipynb #6a1fb981
 class TrainingError(RuntimeError):
@@ -363,3 +363,18 @@ def train_all(net: SCDTLNet, xb_train, xb_val, xs_train, xs_val, *, config: Conf
     if transfer: hist += adapt(net, xb_train, xb_val, xs_train, xs_val, **kw)
     hist += train_imputation(net, xs_train, xs_val, labels_train=labels_train, labels_val=labels_val, depth=depth, **kw)
     return hist
+
+# %% ../nbs/16_train.ipynb #4c21c75f
+def other_genes_loss(head: OtherGenes, z, counts, size):  # (B, K*L), (B, G_o) counts, (B,) -> scalar
+    "Poisson NLL per entry (up to a constant in the counts) of `counts` at rate exp(head(z)) x size."
+    log_rate = head(z) + size.log()[:, None]
+    return (log_rate.exp() - counts * log_rate).mean()
+
+def train_other_genes(head: OtherGenes, z_train, counts_train, size_train, z_val, counts_val, size_val, *, config: Config,
+                      gen, progress=True, run: Run | None = None) -> list[dict]:
+    "Phase (iv): the other genes' Poisson head on the frozen latent; `counts_train[idx]` -> (B, G_o) counts."
+    s = config.schedule
+    return fit_phase("(iv) other genes", head, head.parameters(),
+                     lambda i: other_genes_loss(head, z_train[i], counts_train[i], size_train[i]),
+                     lambda: other_genes_loss(head, z_val, counts_val, size_val),
+                     n_train=len(z_train), schedule=s, max_epochs=s.max_epochs_sc, gen=gen, progress=progress, run=run)

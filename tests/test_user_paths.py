@@ -7,12 +7,13 @@ from conftest import SCDTL, python, run, sha256, write_bulk, write_sc
 
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["h5ad", "10x_mtx", "10x_h5", "csv_cells_x_genes", "csv_genes_x_cells", "tsv_gz_genes_x_cells"]
-TINY = ("from scdtl.config import get_config, Architecture, Schedule, Losses\n"
+TINY = ("from dataclasses import replace\nfrom scdtl.config import get_config, Architecture, Schedule, Losses\n"
         "TINY = get_config('fast', name='tiny', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8),"
         " schedule=Schedule(max_epochs_pretrain=2, max_epochs_bulk=2, max_epochs_dtl=2, max_epochs_sc=2))\n"
         "TINY_UNET = get_config('unet', name='tiny_unet', arch=Architecture(n_top_genes=100, encoder_hidden=(32,), n_latent=8,"
         " unet_channels=(4, 8), n_identity=2), schedule=TINY.schedule)\n"
-        "TINY_POISSON = get_config(TINY, name='tiny_poisson', losses=Losses(target='poisson'))\n")
+        "TINY_POISSON = get_config(TINY, name='tiny_poisson', losses=Losses(target='poisson'))\n"
+        "TINY_WIDE = get_config(TINY, name='tiny_wide', arch=replace(TINY.arch, other_genes=True))\n")
 
 
 def tiny_pair_code(folder: Path, pair) -> str:
@@ -33,7 +34,7 @@ import anndata as ad, json
 a = ad.read_h5ad({str(path)!r})
 u = a.uns[{key!r}]
 print(json.dumps(dict(shape=list(a.shape), layer=list(a.layers[{key!r}].shape), latent=list(a.obsm["X_{key}"].shape),
-    n_imputed=int(a.var["{key}_{flag}"].sum()), scale=u["scale"], mode=u["mode"], genes=len(u["genes"]),
+    n_imputed=int(a.var["{key}_{flag}"].sum()), scale=u["scale"], mode=u["mode"], genes=len(u["genes"]) + len(u.get("other_genes", [])),
     scales=a.uns["scdtl_scales"]["layers"][{key!r}], hist=len(u["history"]["epoch"]),
     hidden=[int(h) for h in u["config"]["arch"]["encoder_hidden"]])))
 """, cwd=path.parent)
@@ -245,13 +246,30 @@ print('DENOISE OK')
     assert sha256(tmp_path / "sc.h5ad") == before
 
 
-@pytest.mark.parametrize("config", ["TINY", "TINY_UNET", "TINY_POISSON"])
+def test_tl_denoise_covers_other_genes(tmp_path, pair):
+    "With the other-genes head `tl.denoise` also estimates every gene detected in >= 3 cells; the record names them."
+    r = python(tiny_pair_code(tmp_path, pair) + """
+scdtl.tl.denoise(a, b, config=TINY_WIDE, progress=False)
+a.write_h5ad('d.h5ad'); r = ad.read_h5ad('d.h5ad')
+u, L, counts = r.uns['scdtl_denoised'], r.layers['scdtl_denoised'].toarray(), ad.read_h5ad('sc.h5ad').X.toarray()
+m, other = r.var['scdtl_denoised_modelled'].to_numpy(bool), r.var_names.isin(list(u['other_genes']))
+assert other.sum() > 100 and not (other & r.var_names.isin(list(u['genes']))).any()
+assert np.array_equal(m, other | r.var_names.isin(list(u['genes'])))
+assert ((counts[:, other] > 0).sum(0) >= 3).all() and ((counts[:, ~m] > 0).sum(0) < 3).all()
+assert np.array_equal(L[:, ~m], counts[:, ~m])                         # genes seen in fewer than 3 cells: copied
+D = L[:, other]; assert (D > 0).all() and not np.array_equal(D, counts[:, other])  # expected counts everywhere
+print('WIDE OK')
+""", cwd=tmp_path)
+    assert r.returncode == 0 and "WIDE OK" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("config", ["TINY", "TINY_UNET", "TINY_POISSON", "TINY_WIDE"])
 def test_save_load_in_a_new_process(tmp_path, pair, config):
     """A model saved in one process, loaded in another, imputes identically (the missing-import bug of SCDTL.save);
     with the gene-aware U-Net, its gene order comes back with the weights."""
     fit = python(tiny_pair_code(tmp_path, pair) + f"""
 m = scdtl.SCDTL({config}, progress=False).fit(a, b)
-m.save('model.pt'); np.save('y.npy', m.impute(a, zeros=0.5).toarray()); np.save('z.npy', m.latent(a))
+m.save('model.pt'); np.save('y.npy', m.impute(a, zeros=0.5).toarray()); np.save('z.npy', m.latent(a)); np.save('d.npy', m.denoise(a))
 if {config} is TINY_UNET: np.save('order.npy', m.net.unet.order.numpy()); assert (m.net.unet.order.numpy() != np.arange(len(m.genes))).any()
 """, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
@@ -260,6 +278,7 @@ import anndata as ad, numpy as np, scdtl
 m = scdtl.SCDTL.load('model.pt', progress=False)
 a = ad.read_h5ad('sc.h5ad')
 assert m.is_fitted and np.array_equal(m.impute(a, zeros=0.5).toarray(), np.load('y.npy')) and np.array_equal(m.latent(a), np.load('z.npy'))
+assert np.array_equal(m.denoise(a), np.load('d.npy'))                 # the other genes' head comes back too
 import os
 if os.path.exists('order.npy'): assert np.array_equal(m.net.unet.order.numpy(), np.load('order.npy'))
 print('LOAD OK')
