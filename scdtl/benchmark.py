@@ -20,6 +20,7 @@ from .evaluate import make_task, score, make_mcv_task, mcv_score, mcv_score_coun
 from .baselines import FLOORS
 from .preprocess import seeded_rows, observed
 from .metrics import cluster_scores_matrix
+from . import __version__
 from .api import SCDTL, _depth, size_factors
 from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
@@ -152,7 +153,7 @@ def _fingerprint(adata) -> str:
     return h.hexdigest()
 
 class BulkModels:
-    "Phase-(i) models of one bulk panel: one file per seed and phase-(i) settings, trained once, loaded by every task."
+    "Phase-(i) models of one bulk panel: one file per seed, phase-(i) settings and scdtl version, trained once, loaded by every task."
     def __init__(self, bulk, *, device=None, cache: str | Path | None = None):
         self.bulk, self.device, self._panel = bulk, device, _fingerprint(bulk)
         self._tmp = None if cache else tempfile.TemporaryDirectory(prefix="scdtl_bulk_")  # removed with this object
@@ -164,7 +165,7 @@ class BulkModels:
 
     def file(self, config: Config, seed: int) -> Path:
         "Where the bulk model of this panel, `config`'s phase-(i) settings and `seed` is kept (trained yet or not)."
-        key = repr((self._panel, seed, config.arch.bulk_part, config.schedule, config.losses.bulk_mask_rate)).encode()
+        key = repr((__version__, self._panel, seed, config.arch.bulk_part, config.schedule, config.losses.bulk_mask_rate)).encode()
         return self.dir / f"bulk_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
 
     def path(self, config: Config, seed: int) -> Path:
@@ -191,7 +192,7 @@ class BulkModels:
 
     def fit_file(self, config: Config, seed: int, observed) -> Path:
         "Where a run keeps the model fitted on `observed` with `config` (its name aside) and `seed`, for readers after it."
-        key = repr((self._panel, seed, replace(config, name=""), _fingerprint(observed))).encode()
+        key = repr((__version__, self._panel, seed, replace(config, name=""), _fingerprint(observed))).encode()  # another version: another file
         return self.dir / f"fit_s{seed}_{hashlib.sha1(key).hexdigest()[:12]}.pt"
 
     def fitted(self, config: str | Config, seed: int, observed) -> SCDTL:

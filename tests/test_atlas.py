@@ -71,7 +71,7 @@ def test_distributed_fit_matches_one_process(files):
     Tolerance (measured: pretraining within 2.9% at every epoch, phase (iii) best within 0.3%, phase (ii)'s MMD-driven
     validation loss swings 0.40-0.77 between epochs of ONE run, imputed zeros PCC 0.980-0.987):
     phase (i) identical (every rank runs it whole), pretraining within 5% at every epoch, phase (ii)'s best within 25%,
-    phase (iii)'s best within 5%, the imputed zeros correlated at 0.95 or more."""
+    phase (iii)'s and phase (iv)'s best within 5%, the imputed zeros correlated at 0.95 or more."""
     args = ["fit", "sc.h5ad", "--bulk", "bulk.h5ad", "--quiet"]
     r = run([SCDTL, *args, "-o", "one.pt"], cwd=files); assert r.returncode == 0, r.stderr
     r = run([TORCHRUN, "--standalone", "--nproc_per_node=2", "-m", "scdtl.cli", *args, "-o", "two.pt", "--distributed"],
@@ -91,11 +91,12 @@ print(json.dumps(dict(bulk=bool((v(h1, '(i) bulk imputer') == v(h2, '(i) bulk im
     pre=float(np.max(np.abs(pre1[:n] - pre2[:n]) / pre1[:n])),
     dtl=float(abs(v(h1, '(ii) domain adaptation').min() / v(h2, '(ii) domain adaptation').min() - 1)),
     sc=float(abs(v(h1, '(iii) sc imputation').min() / v(h2, '(iii) sc imputation').min() - 1)),
+    other=float(abs(h1[h1.phase == '(iv) other genes'].val.min() / h2[h2.phase == '(iv) other genes'].val.min() - 1)),
     pcc=float(np.corrcoef(y1[z], y2[z])[0, 1]))))
 """, cwd=files)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout.strip().splitlines()[-1])
-    assert d["bulk"] and d["pre"] < 0.05 and d["dtl"] < 0.25 and d["sc"] < 0.05 and d["pcc"] >= 0.95, d
+    assert d["bulk"] and d["pre"] < 0.05 and d["dtl"] < 0.25 and d["sc"] < 0.05 and d["other"] < 0.05 and d["pcc"] >= 0.95, d
 
 
 def test_distributed_without_torchrun_is_a_clear_error(files):
