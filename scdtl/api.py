@@ -8,6 +8,8 @@ import copy, os, warnings
 from dataclasses import replace
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
+from scipy.optimize import minimize_scalar
+from scipy.special import gammaln
 import anndata as ad
 from fastcore.basics import patch
 from . import __version__
@@ -17,14 +19,15 @@ from .preprocess import observed, bulk_log, shared_hvgs, fit_split, seeded_rows,
 from .metrics import leiden_labels
 from .model import BulkDAE, SCDTLNet, Ensemble, OtherGenes, members, reconstruct_tensor, sc_latent
 from .nn.unet import module_order
-from .train import Depth, Run, detected_value, expected_log1p, train_bulk, train_all, train_other_genes
+from .train import Depth, Run, detected_value, expected_log1p, hide_nonzeros, train_bulk, train_all, train_other_genes
 from .checkpoint import Checkpointer
 from . import distributed
 
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'OTHER_MIN_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS',
            'DEFAULT_ZEROS', 'DEPTH_ROWS', 'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells',
-           'member_seeds', 'size_factors', 'member_config', 'other_gene_names', 'check_zeros', 'member_history']
+           'member_seeds', 'size_factors', 'member_config', 'other_gene_names', 'check_zeros', 'nb_dispersion',
+           'posterior_mean', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -66,6 +69,7 @@ class SCDTL:
         self.net: SCDTLNet | None = None
         self.other_genes: list[str] = []             # genes outside the network that phase (iv) estimates
         self.other_head: OtherGenes | None = None    # their Poisson head on the latent (`Architecture.other_genes`)
+        self.dispersion: list[float] | None = None   # Poisson-Gamma prior shapes (network's genes, head's genes): `denoise`
         self.history: list[dict] = []                # one row per epoch and phase
 
     @property
@@ -173,6 +177,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
         hist += h if len(nets) == 1 else [dict(e, member=k) for e in h]
     head, other, h = _fit_other_genes(self, net, obs, checkpoint_dir, checkpoint_every, distributed)
     self.net, self.history, self.other_head, self.other_genes = net, hist + h, head, other  # fitted once all of it is
+    self.dispersion = _fit_dispersion(self, obs)
     return self
 
 def member_seeds(seed: int, n: int) -> list[int]:
@@ -379,20 +384,55 @@ def _dropout_probability(self: SCDTL, obs: ad.AnnData, genes=None) -> sp.csr_mat
         cols, _, _, p = _reconstruction(self, o, dropout=True); out.append(_dropout_layer(o, cols, p))
     return _pick(sp.vstack(out, format="csr"), obs, genes)
 
+# %% ../nbs/20_api.ipynb #c72aa373
+def nb_dispersion(k, mean, weight=None) -> float:  # (N,) counts, (N,) expected counts, (N,) weights -> shape a
+    "The negative binomial shape `a` (variance mean + mean^2 / a) that best explains counts `k` around `mean`: weighted maximum likelihood."
+    k, m = np.asarray(k, np.float64), np.clip(np.asarray(mean, np.float64), 1e-10, None)
+    w = np.ones_like(k) if weight is None else np.asarray(weight, np.float64)
+    def nll(log_a):
+        a = np.exp(log_a)
+        return -(w * (gammaln(k + a) - gammaln(a) + a * np.log(a / (a + m)) + k * np.log(m / (a + m)))).sum()
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(1e-3), np.log(1e4)), method="bounded").x))
+
+def posterior_mean(v: np.ndarray, counts, size: np.ndarray, shape: float) -> np.ndarray:  # (n, k) log1p_norm, (n, k) counts, (n,) -> (n, k)
+    "log1p of the Poisson-Gamma posterior mean (shape + k) / (shape / mu + s) per 10^4 counts, prior mean mu = expm1(v)."
+    k, mu = to_dense(counts, np.float32), np.expm1(v).clip(1e-8)
+    return np.log1p((shape + k) / (shape / mu + size[:, None])).astype(np.float32)
+
+@torch.no_grad()
+def _fit_dispersion(self: SCDTL, obs: ad.AnnData) -> list[float] | None:  # obs: from `observed`
+    "The posterior's prior shapes (network's genes, head's genes) from the validation cells' unseen entries; None off the Poisson target."
+    if self.config.losses.target != "poisson": return None
+    o, rate = obs[_val_rows(self.split, self.config.schedule.max_val_cells, self.seed)], self.config.losses.self_mask_rate
+    cols, _, x = _model_input(self, o)
+    x_hidden, hidden = hide_nonzeros(x, rate, torch.Generator().manual_seed(self.seed))   # replayed, as validation is
+    mu = np.expm1(self.sc_scaler.inverse_transform(reconstruct_tensor(self.net, x_hidden).cpu().numpy()).clip(0))
+    k, s = to_dense(o.X.tocsr()[:, cols], np.float32), size_factors(o)[:, None]
+    seen = ~((k == 0) | hidden.cpu().numpy())                                             # observed non-zeros left in
+    w = np.where(seen, 0.0, np.where(k == 0, 1.0, 1 / rate))
+    shapes = [nb_dispersion(k[~seen], (mu * s)[~seen], w[~seen])]
+    other_cols, other = _other_estimate(self, o)
+    ko = to_dense(o.X.tocsr()[:, other_cols], np.float32)
+    return shapes + [nb_dispersion(ko.ravel(), (np.expm1(other) * s).ravel()) if ko.size else float("nan")]  # NaN: no head
+
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
-def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None, at_depth: bool = False) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
-    "The model's estimate of every entry of `denoised_genes`, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
+def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None, at_depth: bool = False, posterior: bool | None = None) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
+    "Every entry of `denoised_genes` estimated, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
     _check_fitted(self)
-    return self._denoise(observed(adata, layer=self.layer), genes, at_depth=at_depth)
+    return self._denoise(observed(adata, layer=self.layer), genes, at_depth=at_depth, posterior=posterior)
 
 @patch
-def _denoise(self: SCDTL, obs: ad.AnnData, genes=None, *, at_depth: bool = False) -> np.ndarray:  # obs: from `observed`
-    "`denoise` on counts already through `observed`."
+def _denoise(self: SCDTL, obs: ad.AnnData, genes=None, *, at_depth: bool = False, posterior: bool | None = None) -> np.ndarray:
+    "`denoise` on counts already through `observed`: the posterior given each entry's count (`posterior`; None: when the model has a dispersion) or the model's prior mean."
     if at_depth and self.config.losses.target != "poisson":
         raise InputError("at_depth=True needs a model trained on the Poisson target (Losses(target='poisson'), the 'fast' "
                          f"preset); this one was trained on {self.config.losses.target!r}: its estimate is already a value given detection")
-    return np.vstack([_denoised(self, o, genes, at_depth) for o in _chunks(obs)])
+    if posterior and self.dispersion is None:
+        raise InputError("posterior=True needs the dispersion a model fits on the Poisson target (Losses(target='poisson'), the "
+                         "'fast' preset); this one has none: pass posterior=False for the network's estimate")
+    shapes = self.dispersion if posterior is not False else None
+    return np.vstack([_denoised(self, o, genes, at_depth, shapes) for o in _chunks(obs)])
 
 @torch.no_grad()
 def _other_estimate(self: SCDTL, obs: ad.AnnData) -> tuple:  # -> (k,) columns, (n_obs, k) log1p_norm
@@ -403,10 +443,12 @@ def _other_estimate(self: SCDTL, obs: ad.AnnData) -> tuple:  # -> (k,) columns, 
     z = sc_latent(self.net, _model_input(self, obs)[2])
     return cols, self.other_head.denoised(z)[:, torch.as_tensor(pos[cols], device=z.device)].cpu().numpy()
 
-def _denoised(self: SCDTL, obs: ad.AnnData, genes, at_depth: bool) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
-    "`_denoise` of one chunk of cells."
+def _denoised(self: SCDTL, obs: ad.AnnData, genes, at_depth: bool, shapes=None) -> np.ndarray:  # one chunk -> (n_obs, len(genes) or n_vars)
+    "`_denoise` of one chunk of cells; `shapes`: the prior shapes of the posterior (None: the prior mean)."
     cols, _, estimate = _reconstruction(self, obs)
     other_cols, other = _other_estimate(self, obs)
+    if shapes is not None: estimate, other = (posterior_mean(v, obs.X.tocsr()[:, c], size_factors(obs), a)
+                                              for v, c, a in ((estimate, cols, shapes[0]), (other, other_cols, shapes[1])))
     cols, estimate = np.concatenate([cols, other_cols]), np.hstack([estimate, other])
     if at_depth: estimate = _at_cell_depth(expected_log1p, estimate, size_factors(obs))
     out = _replace_columns(obs.layers["log1p_norm"].tocsr(), estimate, cols)  # genes the model does not estimate pass through
@@ -444,7 +486,8 @@ def _state(self: SCDTL, bulk_data: bool) -> dict:
         s.update(bulk_x=self.bulk_x.cpu(), bulk_split=self.bulk_split.tolist(), bulk_scaler=_pack(self.bulk_scaler.to_dict()))
     if self.is_fitted:
         s.update(genes=self.genes, split=self.split.tolist(), sc_scaler=_pack(self.sc_scaler.to_dict()),
-                 net_state=self.net.state_dict(), transferred=self.bulk_dae is not None, other_genes=self.other_genes)
+                 net_state=self.net.state_dict(), transferred=self.bulk_dae is not None, other_genes=self.other_genes,
+                 dispersion=self.dispersion)
         if self.other_head is not None: s["other_state"] = self.other_head.state_dict()
     return s
 
@@ -490,7 +533,7 @@ def load(cls: SCDTL, path, *, config: str | Config | None = None, device: str | 
     if "net_state" in s:
         m.genes, m.split, m.sc_scaler = s["genes"], np.array(s["split"]), MinMaxScaler.from_dict(_unpack(s["sc_scaler"]))
         m.net = _build_net(m); m.net.load_state_dict(s["net_state"])
-        m.other_genes = s["other_genes"]
+        m.other_genes, m.dispersion = s["other_genes"], s["dispersion"]
     if "other_state" in s:
         m.other_head = OtherGenes(s["other_state"]["center"].numel(), len(m.other_genes)).to(m.device).eval()
         m.other_head.load_state_dict(s["other_state"])

@@ -87,7 +87,8 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
 
     Fits exactly as `impute` (same parameters, same model for the same seed); only the output differs: observed
     values are not kept, every entry of a covered gene is the model's estimate, mapped back to expected counts at
-    each cell's observed depth with `scdtl.pp.to_counts`. The network covers the HVGs shared with the bulk panel;
+    each cell's observed depth with `scdtl.pp.to_counts`. On the Poisson target (`fast`) the estimate is the
+    posterior mean given the entry's own count, around the model's prior (`SCDTL.denoise`). The network covers the HVGs shared with the bulk panel;
     with `Architecture.other_genes` (on in `fast`) a Poisson head on its latent covers every other gene detected in
     at least 3 cells. This is what denoising benchmarks (molecular
     cross-validation, the Open Problems denoising task) score.
@@ -129,7 +130,8 @@ def denoise(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl_de
     `adata.var[key_added + "_modelled"]` : bool
         Whether scDTL estimated the gene (the network's HVGs, and the other-genes head's); the others are copied.
     `adata.uns[key_added]` : dict
-        As `impute`'s record, with `mode` ("denoise"), `scale` ("expected_counts") and `other_genes` (the head's genes).
+        As `impute`'s record, with `mode` ("denoise"), `scale` ("expected_counts"), `other_genes` (the head's genes),
+        `posterior` and `dispersion` (the prior shapes of the network's and the head's genes; NaN: no head).
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "expected_counts", the scale record every scdtl function reads.
     """
@@ -191,7 +193,8 @@ def _record(model, mode: str, scale: str, zeros=None) -> dict:
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
     if zeros is not None: uns["zeros"] = str(zeros)
-    if mode == "denoise": uns["other_genes"] = list(model.other_genes)
+    if mode == "denoise": uns.update(other_genes=list(model.other_genes), posterior=model.dispersion is not None,
+                                     dispersion=list(model.dispersion or []))
     return uns
 
 def _results(model, obs, mode: str, zeros=None) -> dict:

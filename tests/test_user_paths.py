@@ -290,21 +290,25 @@ def test_poisson_target_outputs(tmp_path, pair):
     """The Poisson target (`Losses(target='poisson')`): 'fill' puts into each zero the value it would show if detected,
     at least one molecule of its own cell (log1p(1e4 / total)); 'denoise' gives the expected value, which may be below
     it; `denoise(at_depth=True)` is P(detected) x that value at each cell's depth (a model on the MSE target refuses
-    it); observed values are kept; the h5ad records the target."""
+    it); by default denoise returns the posterior given each entry's count, moved from that prior toward k / s;
+    observed values are kept; the h5ad records the target."""
     r = python(tiny_pair_code(tmp_path, pair) + """
 m = scdtl.SCDTL(TINY_POISSON, progress=False).fit(a, b)
 obs = scdtl.preprocess.observed(a)
 cols = [list(a.var_names).index(g) for g in m.genes]
 X = obs.layers['log1p_norm'][:, cols].toarray()
-fill = m.impute(a, genes=m.genes, zeros='fill').toarray(); den = m.denoise(a, genes=m.genes)
+fill = m.impute(a, genes=m.genes, zeros='fill').toarray(); den = m.denoise(a, genes=m.genes, posterior=False)
 one = np.log1p(1e4 / obs.obs['scdtl_total'].to_numpy())[:, None] * np.ones_like(X)
 z = X == 0
 assert z.sum() > 1000 and (fill[z] >= one[z] - 1e-5).all(), (fill[z] - one[z]).min()
 low = z & (den < one)                                                # expected value below one molecule
 assert low.sum() > 100 and (fill[low] > den[low]).all() and np.array_equal(fill[~z], X[~z])
-dep = m.denoise(a, genes=m.genes, at_depth=True)                     # the mean log at each cell's depth
+dep = m.denoise(a, genes=m.genes, at_depth=True, posterior=False)    # the mean log at each cell's depth
 size = obs.obs['scdtl_total'].to_numpy()[:, None] / 1e4 * np.ones_like(X)
 assert (dep <= den + 1e-6).all() and np.allclose(dep[z], -np.expm1(-np.expm1(den[z]) * size[z]) * fill[z], atol=1e-5)
+post = m.denoise(a, genes=m.genes)                                   # the default: the posterior given k
+k = obs.X[:, cols].toarray(); mu, pm = np.expm1(den), np.expm1(post)
+assert ((pm - mu) * (k / size - mu) >= -1e-4).all() and (pm != mu).mean() > 0.9   # moved from the prior toward k / s
 from scdtl.checks import InputError
 try: scdtl.SCDTL(get_config(TINY, losses=Losses()), progress=False).fit(a, b).denoise(a, at_depth=True); raise SystemExit('no error')
 except InputError as e: assert 'Poisson target' in str(e)                # Losses(): the MSE target
