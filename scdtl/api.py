@@ -418,7 +418,7 @@ def _fit_dispersion(self: SCDTL, obs: ad.AnnData) -> list[float] | None:  # obs:
 # %% ../nbs/20_api.ipynb #45845d07
 @patch
 def denoise(self: SCDTL, adata: ad.AnnData, *, genes=None, at_depth: bool = False, posterior: bool | None = None) -> np.ndarray:  # -> (n_obs, len(genes) or n_vars)
-    "Every entry of `denoised_genes` estimated, log1p_norm (dense float32): the expected value, or its mean log at the cell's depth (`at_depth`)."
+    "Every entry of `denoised_genes`, log1p_norm (dense float32): the posterior given its own count (default; `posterior=False`: the model's prior), as an expected value or its mean log at the cell's depth (`at_depth`)."
     _check_fitted(self)
     return self._denoise(observed(adata, layer=self.layer), genes, at_depth=at_depth, posterior=posterior)
 
