@@ -4,7 +4,9 @@
 
 # %% ../nbs/20_api.ipynb #b7072f80
 from __future__ import annotations
-import copy, os, warnings
+import copy, io, os, sys, traceback, warnings
+import multiprocessing as mp
+from functools import partial
 from dataclasses import replace
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
@@ -12,6 +14,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import gammaln
 import anndata as ad
 from fastcore.basics import patch
+from tqdm.auto import tqdm
 from . import __version__
 from .checks import InputError, to_dense, gene_columns, TARGET_SUM
 from .config import Config, get_config
@@ -26,8 +29,8 @@ from . import distributed
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'OTHER_MIN_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS',
            'DEFAULT_ZEROS', 'DEPTH_ROWS', 'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells',
-           'member_seeds', 'size_factors', 'member_config', 'other_gene_names', 'check_zeros', 'nb_dispersion',
-           'posterior_mean', 'member_history']
+           'member_seeds', 'size_factors', 'member_config', 'side_by_side', 'forked', 'other_gene_names', 'check_zeros',
+           'nb_dispersion', 'posterior_mean', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -171,9 +174,7 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
         leiden_labels(X, resolution=c.losses.n_clusters_resolution, seed=self.seed), device=self.device)
     xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
     nets, hist = members(net), [h for h in self.history if h["phase"].startswith("(i)")]
-    for k, (m, s) in enumerate(zip(nets, member_seeds(self.seed, len(nets)))):
-        folder = checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
-        h = _train_member(self, m, X, sizes, s, clusters, xb, folder, checkpoint_every, distributed)
+    for k, h in enumerate(_train_members(self, nets, X, sizes, clusters, xb, checkpoint_dir, checkpoint_every, distributed)):
         hist += h if len(nets) == 1 else [dict(e, member=k) for e in h]
     head, other, h = _fit_other_genes(self, net, obs, checkpoint_dir, checkpoint_every, distributed)
     self.net, self.history, self.other_head, self.other_genes = net, hist + h, head, other  # fitted once all of it is
@@ -184,8 +185,17 @@ def member_seeds(seed: int, n: int) -> list[int]:
     "Each member's seed: the model's own first (one member is exactly the single network), then seed + 1000 k."
     return [seed + 1000 * k for k in range(n)]
 
+def _train_members(self: SCDTL, nets, X, sizes, clusters, xb, checkpoint_dir, every: int, distributed: bool) -> list[list[dict]]:
+    "Each member's history: trained one after another, or side by side in forked processes (`side_by_side`)."
+    side = side_by_side(len(nets), device=self.device, distributed=distributed)
+    folders = [checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
+               for k in range(len(nets))]
+    jobs = [partial(_train_member, self, m, X, sizes, s, clusters, xb, f, every, distributed, progress=self.progress and not side)
+            for m, s, f in zip(nets, member_seeds(self.seed, len(nets)), folders)]
+    return forked(jobs, nets, at_once=torch.get_num_threads(), progress=self.progress) if side else [job() for job in jobs]
+
 def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb, checkpoint_dir, every: int,
-                  distributed: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse; sizes: (cells,)
+                  distributed: bool, *, progress: bool) -> list[dict]:  # X: (cells, G) log1p_norm, sparse; sizes: (cells,)
     "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
     split = fit_split(X.shape[0], seed)
     train = np.flatnonzero(split == "train")
@@ -195,7 +205,7 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb,
     run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
     return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
                      _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
-                     labels_train=labels[0], labels_val=labels[1], progress=self.progress, run=run,
+                     labels_train=labels[0], labels_val=labels[1], progress=progress, run=run,
                      depth=_depth(self, sizes[train], sizes[val]))
 
 def size_factors(obs: ad.AnnData) -> np.ndarray:  # obs: from `observed` -> (n_obs,) float32
@@ -217,6 +227,53 @@ def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."
     val = np.flatnonzero(split == "val")
     return val[seeded_rows(len(val), max_cells, seed)]
+
+# %% ../nbs/20_api.ipynb #23678246
+def side_by_side(n_members: int, *, device="cpu", distributed: bool = False) -> bool:
+    "Whether `fit` trains `n_members` side by side (one forked one-thread process each): on a Linux CPU with 2 to `n_members` threads."
+    return (n_members > 1 and not distributed and torch.device(device or "cpu").type == "cpu"
+            and sys.platform.startswith("linux") and 2 <= torch.get_num_threads() <= n_members)
+
+def forked(jobs, modules, *, at_once: int = 2, progress: bool = True) -> list:
+    "Run each `jobs[k]()`, which trains `modules[k]` in place, in a forked one-thread process, `at_once` at a time: the weights copied back, each job's result."
+    ctx, out = mp.get_context("fork"), []
+    with tqdm(total=len(jobs), desc="members, side by side", disable=not progress, leave=False) as bar:
+        for i in range(0, len(jobs), at_once):
+            procs = [_fork(ctx, job, m) for job, m in zip(jobs[i:i + at_once], modules[i:i + at_once])]
+            try:
+                for (conn, proc), m in zip(procs, modules[i:i + at_once]):
+                    state, result = _received(conn, proc)
+                    m.load_state_dict(torch.load(io.BytesIO(state), weights_only=True)); out.append(result); bar.update()
+            finally:
+                for _, proc in procs: proc.terminate(); proc.join()
+    return out
+
+def _fork(ctx, job, module) -> tuple:
+    "Start `job` in a forked process: (the end of the pipe its result comes through, the process)."
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_forked_job, args=(send, job, module), daemon=True); proc.start(); send.close()
+    return recv, proc
+
+def _forked_job(conn, job, module):
+    "A forked child: one thread (GNU OpenMP does not survive a fork with more), run `job`, send (weights, result) or the error."
+    try:
+        torch.set_num_threads(1)
+        result = job(); buf = io.BytesIO(); torch.save(module.state_dict(), buf)
+        conn.send((True, buf.getvalue(), result))
+    except BaseException as e:
+        conn.send((False, e if _picklable(e) else RuntimeError(repr(e)), traceback.format_exc()))
+    finally: conn.close()
+
+def _picklable(e: BaseException) -> bool:
+    try: mp.reduction.ForkingPickler.dumps(e); return True
+    except Exception: return False
+
+def _received(conn, proc) -> tuple:
+    "(weights, result) from a forked job; its own exception re-raised here, its traceback attached."
+    try: msg = conn.recv()
+    except EOFError: raise RuntimeError(f"a member's training process died (exit code {proc.exitcode})") from None
+    if not msg[0]: raise msg[1] from RuntimeError(f"in the member's process:\n{msg[2]}")
+    return msg[1], msg[2]
 
 # %% ../nbs/20_api.ipynb #f9694d7e
 OTHER_MIN_CELLS = 3  # phase (iv) estimates the other genes detected in at least this many fitted cells

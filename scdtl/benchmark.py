@@ -55,10 +55,11 @@ def _reset_peak():
     except OSError: pass
 
 def _peak_rss_mib() -> float:
-    "This process's peak resident memory since `_reset_peak` (MiB): the kernel's high-water mark."
+    "This process's peak resident memory since `_reset_peak` (MiB), the kernel's high-water mark, plus its largest child's (members trained side by side)."
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**10                # KiB; 0 without children
     if _STATUS.exists():
         for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**10          # kB
+            if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**10 + kids   # kB
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
 
@@ -284,6 +285,7 @@ class Profile:
     workers: int = 2                      # worker processes, one thread each
     ablation_datasets: tuple = ("cellbench_celseq2_5cl",)  # where `run_ablations` runs by default
     ablation_seeds: tuple = (0,)          # and with which seeds
+    ablation_kinds: tuple = ("heldout",)  # and on which protocols: held-out (every zero filled) and MCV (the denoised outputs)
     part_seeds: tuple | None = None       # the seeds of the ablations of our U-Net's parts (`PARTS`) and of the unmatched
                                           # bulk panel; None: ablation_seeds
 
@@ -315,10 +317,9 @@ PROFILES = {
     # the ablations and figures: held-out on the three CellBench line sets at every
     # rate with three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with
     # three seeds (their 10 and 20% runs are in `full`); three MCV splits and one null draw per set; scVI capped at 25 epochs;
-    # the ablations with three seeds, those of our U-Net's parts and the unmatched bulk panel with one (`scdtl bench
-    # ablation --seeds 0,1,2`: three)
+    # every ablation with three seeds, held out and on the three MCV splits
     "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0, 1, 2), scvi_epochs=25, ablation_seeds=(0, 1, 2),
-                        part_seeds=(0,), also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
+                        ablation_kinds=("heldout", "mcv"), also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
     "full": Profile("full", (*CELLBENCH, *CLUSTERING_SETS),
                     seeds=(0, 1, 2, 3, 4), mcv_seeds=(0, 1, 2, 3, 4), null_seeds=(0, 1, 2), config="paper",
                     scvi_epochs=400),  # a GPU
@@ -547,11 +548,11 @@ def _target_variants(c: Config) -> dict:
     return {"MSE target (the paper's: hidden non-zeros only)": dict(losses=replace(c.losses, target="mse")),
             "Poisson likelihood alone (no detection term)": dict(losses=replace(c.losses, w_detected=0.0))}
 
-def _ablation_profile(profile: str | Profile, *, datasets=None, rates=(0.4,), seeds=None, workers=None) -> Profile:
-    "The held-out-only profile the ablations run: the profile's ablation data sets and seeds unless given."
+def _ablation_profile(profile: str | Profile, *, datasets=None, rates=(0.4,), seeds=None, kinds=None, workers=None) -> Profile:
+    "The profile the ablations run: the profile's ablation data sets, seeds and protocols unless given (MCV: its splits)."
     p0 = get_profile(profile)
     p = get_profile(p0, datasets=datasets or p0.ablation_datasets, rates=rates, seeds=seeds or p0.ablation_seeds,
-                    kinds=["heldout"], workers=workers)
+                    kinds=list(kinds or p0.ablation_kinds), workers=workers)
     return replace(p, part_seeds=None if seeds else p0.part_seeds)          # seeds given: every variant runs them
 
 def _panels(gdsc, *, device=None, cache=None) -> dict:
@@ -560,7 +561,7 @@ def _panels(gdsc, *, device=None, cache=None) -> dict:
     return {k: BulkModels(b, device=device, cache=cache) for k, b in (("matched", gdsc), ("unmatched", unmatched))}
 
 def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None, data_dir=None):
-    "The ablations' jobs: both panels' bulk models, then one job per held-out task x variant (every zero filled)."
+    "The ablations' jobs: both panels' bulk models, then one job per task x variant (held-out: every zero filled; MCV: the denoised outputs)."
     runs = [(v, "matched", o) for v, o in ablations(p.config).items() if variants is None or v in variants]
     runs.append(("scDTL", "unmatched", {}))
     cfg, part_seeds = get_config(p.config), p.seeds if p.part_seeds is None else p.part_seeds
@@ -570,19 +571,29 @@ def _ablation_plan(p: Profile, gdsc, panels: dict, variants=None, *, device=None
         for variant, panel, over in runs:
             if (variant in PARTS or panel == "unmatched") and task.seed not in part_seeds: continue  # part_seeds only
             fn = scdtl_method(panels[panel].bulk, config=p.config, seed=task.seed, device=device, bulk_models=panels[panel],
-                              modes=("fill",), keep=panel == "matched" and _keeps(p, name, task, replace(cfg, **over),
-                                                                                   panels[panel]), **over)  # every zero filled
+                              modes=(modes := _ablation_outputs(task, replace(cfg, **over))),
+                              keep=panel == "matched" and _keeps(p, name, task, replace(cfg, **over), panels[panel]), **over)
             yield Job(f"{_describe(name, task)} {variant} ({panel})",
-                      partial(_method_rows, p.name, name, labels, task, "scDTL", fn, variant=variant, bulk_panel=panel),
+                      partial(_ablation_rows, p.name, name, labels, task, fn, modes, variant=variant, bulk_panel=panel),
                       needs=fn.needs)
 
-def _ablation_frame(rows: pd.DataFrame) -> pd.DataFrame: return rows.drop(columns=["method", "task", "null"])  # `_rows` of a plan
+def _ablation_outputs(task, config: Config) -> tuple:
+    "The outputs an ablation scores: every zero filled (held-out), or the denoised outputs the variant gives (MCV)."
+    return ("fill",) if task.kind == "heldout" else tuple(m for m in outputs(config) if m.startswith("denoise"))
 
-def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=None, variants=None,
+def _ablation_rows(profile, name, labels, task, fn, modes: tuple, **extra) -> list[dict]:
+    "The rows of one ablation fit, one per output (named in `output`)."
+    res = run_method(task, fn, labels=labels)                      # {"impute": ...} for one output, else {mode: ...}
+    outs = {modes[0]: res["impute"]} if len(modes) == 1 else res
+    return [dict(_task_row(profile, name, task), output=m, **extra, **r) for m, r in outs.items()]
+
+def _ablation_frame(rows: pd.DataFrame) -> pd.DataFrame: return rows.drop(columns=["null"])  # `_rows` of a plan
+
+def run_ablations(profile: str | Profile = "smoke", *, datasets=None, rates=(0.4,), seeds=None, kinds=None, variants=None,
                   workers: int | None = None, device=None, data_dir=None, bulk_cache=None, progress: bool = True) -> pd.DataFrame:
-    "Every ablation (zeros filled) with the matched panel, and the full model with the unmatched one: a row per held-out run."
+    "Every ablation with the matched panel, and the full model with the unmatched one: a row per task x variant x output."
     from scdtl.data import load
-    p = _ablation_profile(profile, datasets=datasets, rates=rates, seeds=seeds, workers=workers)
+    p = _ablation_profile(profile, datasets=datasets, rates=rates, seeds=seeds, kinds=kinds, workers=workers)
     gdsc, _ = load("gdsc", data_dir=data_dir), compile_kernels()
     plan = _ablation_plan(p, gdsc, _panels(gdsc, device=device, cache=bulk_cache), variants, device=device, data_dir=data_dir)
     return _ablation_frame(_rows(run_jobs(plan, workers=p.workers, progress=progress, desc="ablations")))
@@ -604,18 +615,26 @@ def run_all(profile: str | Profile = "smoke", *, workers: int | None = None, dev
     return grid, _ablation_frame(abl)
 
 def _grid_covers(p: Profile, pa: Profile) -> bool:
-    "Whether grid profile `p` runs scDTL (same preset) on every held-out task of ablation profile `pa`."
+    "Whether grid profile `p` runs scDTL (same preset) on every task of ablation profile `pa` (held-out, MCV splits)."
     tasks = {t for ds, rs, ss in p.blocks() for t in product(ds, rs, ss)} if "heldout" in p.kinds else set()
-    return "scDTL" in p.methods and p.config == pa.config and set(product(pa.datasets, pa.rates, pa.seeds)) <= tasks
+    heldout = "heldout" not in pa.kinds or set(product(pa.datasets, pa.rates, pa.seeds)) <= tasks
+    mcv = "mcv" not in pa.kinds or ("mcv" in p.kinds and set(pa.datasets) <= set(p.all_datasets())
+                                    and set(pa.mcv_seeds) <= set(p.mcv_seeds))
+    return "scDTL" in p.methods and p.config == pa.config and heldout and mcv
 
 def _from_grid(grid: pd.DataFrame, pa: Profile) -> pd.DataFrame:
-    "The grid's 'scDTL fill' rows on the ablations' tasks: the ablation 'scDTL' with the matched panel (the same fits)."
-    on = (grid.task == "heldout") & grid.dataset.isin(pa.datasets) & grid.rate.isin(pa.rates) & grid.seed.isin(pa.seeds)
-    return grid[on & (grid.method == "scDTL fill")].assign(variant="scDTL", bulk_panel="matched")
+    "The grid's scDTL rows on the ablations' tasks (held-out: 'fill'; MCV: the denoised outputs): the ablation 'scDTL' with the matched panel."
+    on = grid.dataset.isin(pa.datasets) & (grid.task == "heldout") & grid.rate.isin(pa.rates) & grid.seed.isin(pa.seeds)
+    h = grid[on & (grid.method == "scDTL fill") & ("heldout" in pa.kinds)].assign(output="fill")
+    on = grid.dataset.isin(pa.datasets) & (grid.task == "mcv") & grid.seed.isin(pa.mcv_seeds) & ("mcv" in pa.kinds)
+    m = grid[on & grid.method.str.startswith("scDTL denoise")]
+    return pd.concat([h, m.assign(output=m.method.str.removeprefix("scDTL "))]).assign(method="scDTL", variant="scDTL",
+                                                                                       bulk_panel="matched")
 
 def _in_plan_order(rows: pd.DataFrame, pa: Profile) -> pd.DataFrame:
-    "Ablation rows in the order `_ablation_plan` yields them: data set, rate, seed, then variant (unmatched last)."
+    "Ablation rows in the order `_ablation_plan` yields them: protocol, data set, rate, seed, variant (unmatched last), output."
     runs = [*((v, "matched") for v in ablations(pa.config)), ("scDTL", "unmatched")]
     d = rows.dataset.map({n: i for i, n in enumerate(pa.datasets)}).to_numpy()
     v = np.array([runs.index(r) for r in zip(rows.variant, rows.bulk_panel)])
-    return rows.iloc[np.lexsort((v, rows.seed.to_numpy(), rows.rate.to_numpy(), d))].reset_index(drop=True)
+    k, o = rows.task.map({"heldout": 0, "mcv": 1}).to_numpy(), rows.output.map(list(OUTPUTS).index).to_numpy()
+    return rows.iloc[np.lexsort((o, v, rows.seed.to_numpy(), rows.rate.to_numpy(), d, k))].reset_index(drop=True)

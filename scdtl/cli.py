@@ -172,7 +172,7 @@ def cmd_bench(args) -> int:
         path = out / f"bench_grid_{args.profile}.csv"
     elif args.what == "ablation":
         table = benchmark.run_ablations(args.profile, workers=args.workers, device=args.device, bulk_cache=args.bulk_cache,
-                                        progress=not args.quiet,
+                                        progress=not args.quiet, kinds=_csv_list(args.kinds),
                                         **{k: v for k, v in narrow.items() if v is not None})
         path = out / f"bench_ablation_{args.profile}.csv"
     else:
@@ -267,7 +267,8 @@ def parser() -> argparse.ArgumentParser:
                        "schedule and with full passes, and score both on held-out entries (figures/scale_budget.csv)")
     bench.add_argument("--timeout", type=float, default=1800, help="scale: seconds before a stage is stopped and marked "
                        "'timed out' (default 1800)")
-    bench.add_argument("--kinds", help="comma-separated protocols: heldout, mcv, false_signals (grid only; default: all three)")
+    bench.add_argument("--kinds", help="comma-separated protocols: heldout, mcv, false_signals (grid; default: all three) or "
+                       "heldout, mcv (ablation; default: the profile's)")
     bench.add_argument("--workers", type=int, help="worker processes, one thread each (default: the profile's, 2)")
     bench.add_argument("--bulk-cache", help="folder keeping the bulk models so later commands reuse them (empty it when the code changes)")
     bench.add_argument("--config", default="fast", choices=list(CONFIGS), help="scDTL preset (speed, scale)")
