@@ -230,9 +230,9 @@ def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
 
 # %% ../nbs/20_api.ipynb #23678246
 def side_by_side(n_members: int, *, device="cpu", distributed: bool = False) -> bool:
-    "Whether `fit` trains `n_members` side by side (one forked one-thread process each): on a Linux CPU with 2 to `n_members` threads."
-    return (n_members > 1 and not distributed and torch.device(device or "cpu").type == "cpu"
-            and sys.platform.startswith("linux") and 2 <= torch.get_num_threads() <= n_members)
+    "Whether `fit` trains `n_members` side by side (one forked one-thread process each): on a Linux CPU with 2 to `n_members` threads, outside a daemon process."
+    return (n_members > 1 and not distributed and torch.device(device or "cpu").type == "cpu" and sys.platform.startswith("linux")
+            and 2 <= torch.get_num_threads() <= n_members and not mp.current_process().daemon)  # a daemon may not fork
 
 def forked(jobs, modules, *, at_once: int = 2, progress: bool = True) -> list:
     "Run each `jobs[k]()`, which trains `modules[k]` in place, in a forked one-thread process, `at_once` at a time: the weights copied back, each job's result."
