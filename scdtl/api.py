@@ -271,7 +271,9 @@ def _picklable(e: BaseException) -> bool:
 def _received(conn, proc) -> tuple:
     "(weights, result) from a forked job; its own exception re-raised here, its traceback attached."
     try: msg = conn.recv()
-    except EOFError: raise RuntimeError(f"a member's training process died (exit code {proc.exitcode})") from None
+    except EOFError:
+        proc.join(5)                                       # its exit code is known once it is reaped
+        raise RuntimeError(f"a member's training process died (exit code {proc.exitcode})") from None
     if not msg[0]: raise msg[1] from RuntimeError(f"in the member's process:\n{msg[2]}")
     return msg[1], msg[2]
 
