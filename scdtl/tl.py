@@ -73,6 +73,12 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
         (per epoch: phase, epoch, train and validation loss, learning rate; a dict of lists).
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "log1p_norm", the scale record every scdtl function reads.
+
+    Notes
+    -----
+    Test differential expression on the observed counts, not on this layer: the filled zeros of every gene come
+    through one shared latent, so a chance difference between two groups in it reaches every rarely detected gene at
+    once (measured on null data: `nbs/paper/fig8_false_signals.ipynb`).
     """
     if out is not None or adata.isbacked:
         return _fit_to_file(adata, bulk, out, layer=layer, config=config, seed=seed, zeros=zeros, bulk_scale=bulk_scale,
