@@ -313,11 +313,11 @@ PROFILES = {
     # after every model change, in minutes: the real preset on the smallest CellBench set, one task per protocol
     "quick": Profile("quick", ("cellbench_dropseq_3cl",), rates=(0.4,), seeds=(0,), mcv_seeds=(0,), scvi_epochs=25,
                      ablation_datasets=("cellbench_dropseq_3cl",)),
-    # this 2-core CPU (about 2 hours with the ablations on MCV; figures/time_figures_standard.txt: 68 min before them) with
-    # the ablations and figures: held-out on the three CellBench line sets at every
-    # rate with three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with
-    # three seeds (their 10 and 20% runs are in `full`); three MCV splits and three null draws per set; scVI capped at 25 epochs;
-    # every ablation with three seeds, held out and on the three MCV splits
+    # this 2-core CPU, with the ablations and figures (about 2.5 hours; figures/time_figures_standard.txt: 68 min before
+    # the ablations' MCV splits and the three null draws): held-out on the three CellBench line sets at every rate with
+    # three seeds and on the clustering sets (the four 9-cell mixtures, pbmc68k's 10 blood types) at 40% with three
+    # seeds (their 10 and 20% runs are in `full`); three MCV splits and three null draws per set; scVI capped at 25
+    # epochs; every ablation with three seeds, held out and on the three MCV splits
     "standard": Profile("standard", CELLBENCH, seeds=(0, 1, 2), mcv_seeds=(0, 1, 2), null_seeds=(0, 1, 2), scvi_epochs=25,
                         ablation_seeds=(0, 1, 2), ablation_kinds=("heldout", "mcv"), also=((CLUSTERING_SETS, (0.4,), (0, 1, 2)),)),
     "full": Profile("full", (*CELLBENCH, *CLUSTERING_SETS),
