@@ -29,8 +29,8 @@ from . import distributed
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'OTHER_MIN_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS',
            'DEFAULT_ZEROS', 'DEPTH_ROWS', 'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells',
-           'member_seeds', 'size_factors', 'member_config', 'side_by_side', 'forked', 'other_gene_names', 'check_zeros',
-           'nb_dispersion', 'posterior_mean', 'member_history']
+           'member_seeds', 'size_factors', 'member_config', 'side_by_side', 'forked', 'forked_peak_kib', 'status_kib',
+           'other_gene_names', 'check_zeros', 'nb_dispersion', 'posterior_mean', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
 def _to_tensor(x, device) -> torch.Tensor: return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
@@ -239,14 +239,30 @@ def forked(jobs, modules, *, at_once: int = 2, progress: bool = True) -> list:
     ctx, out = mp.get_context("fork"), []
     with tqdm(total=len(jobs), desc="members, side by side", disable=not progress, leave=False) as bar:
         for i in range(0, len(jobs), at_once):
-            procs = [_fork(ctx, job, m) for job, m in zip(jobs[i:i + at_once], modules[i:i + at_once])]
+            procs, grown = [_fork(ctx, job, m) for job, m in zip(jobs[i:i + at_once], modules[i:i + at_once])], 0
             try:
                 for (conn, proc), m in zip(procs, modules[i:i + at_once]):
-                    state, result = _received(conn, proc)
+                    state, result, kib = _received(conn, proc)
                     m.load_state_dict(torch.load(io.BytesIO(state), weights_only=True)); out.append(result); bar.update()
+                    grown += kib
             finally:
                 for _, proc in procs: proc.terminate(); proc.join()
+            _FORKED_PEAK[0] = max(_FORKED_PEAK[0], grown)          # these children ran at the same time
     return out
+
+_FORKED_PEAK = [0]  # KiB: the most memory this process's forked members added at once
+
+def forked_peak_kib(*, reset: bool = False) -> int:
+    "The most memory (KiB) that members trained side by side added at once, beyond what they share with this process; `reset`: from 0 again."
+    peak = _FORKED_PEAK[0]
+    if reset: _FORKED_PEAK[0] = 0
+    return peak
+
+def status_kib(field: str) -> int:
+    "A memory field of this process's /proc status in KiB (`VmRSS`, `VmHWM`: the kernel's high-water mark); 0 off Linux."
+    try: text = Path("/proc/self/status").read_text()
+    except OSError: return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(field + ":")), 0)
 
 def _fork(ctx, job, module) -> tuple:
     "Start `job` in a forked process: (the end of the pipe its result comes through, the process)."
@@ -255,11 +271,11 @@ def _fork(ctx, job, module) -> tuple:
     return recv, proc
 
 def _forked_job(conn, job, module):
-    "A forked child: one thread (GNU OpenMP does not survive a fork with more), run `job`, send (weights, result) or the error."
+    "A forked child: one thread (GNU OpenMP does not survive a fork with more), run `job`, send (weights, result, memory added) or the error."
     try:
-        torch.set_num_threads(1)
+        torch.set_num_threads(1); start = status_kib("VmRSS")   # a fork starts with its parent's pages, shared, and its mark there
         result = job(); buf = io.BytesIO(); torch.save(module.state_dict(), buf)
-        conn.send((True, buf.getvalue(), result))
+        conn.send((True, buf.getvalue(), result, max(0, status_kib("VmHWM") - start)))   # what it added at most
     except BaseException as e:
         conn.send((False, e if _picklable(e) else RuntimeError(repr(e)), traceback.format_exc()))
     finally: conn.close()
@@ -269,13 +285,13 @@ def _picklable(e: BaseException) -> bool:
     except Exception: return False
 
 def _received(conn, proc) -> tuple:
-    "(weights, result) from a forked job; its own exception re-raised here, its traceback attached."
+    "(weights, result, KiB it added at most) from a forked job; its own exception re-raised here, its traceback attached."
     try: msg = conn.recv()
     except EOFError:
         proc.join(5)                                       # its exit code is known once it is reaped
         raise RuntimeError(f"a member's training process died (exit code {proc.exitcode})") from None
     if not msg[0]: raise msg[1] from RuntimeError(f"in the member's process:\n{msg[2]}")
-    return msg[1], msg[2]
+    return msg[1:]
 
 # %% ../nbs/20_api.ipynb #f9694d7e
 OTHER_MIN_CELLS = 3  # phase (iv) estimates the other genes detected in at least this many fitted cells

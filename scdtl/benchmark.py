@@ -21,7 +21,7 @@ from .baselines import FLOORS
 from .preprocess import seeded_rows, observed
 from .metrics import cluster_scores_matrix
 from . import __version__
-from .api import SCDTL, _depth, size_factors
+from .api import SCDTL, _depth, size_factors, forked_peak_kib
 from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
@@ -53,10 +53,11 @@ def _reset_peak():
     except (OSError, AttributeError): pass
     try: _CLEAR_REFS.write_text("5")                 # Linux
     except OSError: pass
+    forked_peak_kib(reset=True)                        # and what members trained side by side added
 
 def _peak_rss_mib() -> float:
-    "This process's peak resident memory since `_reset_peak` (MiB), the kernel's high-water mark, plus its largest child's (members trained side by side)."
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**10                # KiB; 0 without children
+    "This process's peak resident memory since `_reset_peak` (MiB), the kernel's high-water mark, plus what members trained side by side added at once."
+    kids = forked_peak_kib() / 2**10                                                       # 0 without them (`nbs/20_api`)
     if _STATUS.exists():
         for line in _STATUS.read_text().splitlines():
             if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**10 + kids   # kB

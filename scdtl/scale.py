@@ -278,8 +278,9 @@ RESULT_TAG, PEAK_TAG = "SCDTL_RESULT", "SCDTL_PEAK_KIB"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 _PROLOGUE = f"""
 import atexit as _atexit, json as _json, re as _re, resource as _resource, sys as _sys
-def _peak_kib():  # this process's peak, plus its largest child's (members trained side by side; Linux)
-    try: return int(_re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) + _resource.getrusage(_resource.RUSAGE_CHILDREN).ru_maxrss
+def _peak_kib():  # this process's peak, plus what its members trained side by side added at once (Linux)
+    kids = _sys.modules["scdtl.api"].forked_peak_kib() if "scdtl.api" in _sys.modules else 0
+    try: return int(_re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) + kids
     except (OSError, AttributeError): return _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss // 1024
 def _peak_mib(): return _peak_kib() / 1024
 def _report(**kw): print({RESULT_TAG!r}, _json.dumps(kw), flush=True)
