@@ -141,18 +141,21 @@ cfg = replace(TINY, arch=replace(TINY.arch, n_members=2), schedule=replace(TINY.
 assert side_by_side(2) == ({threads} == 2)
 m = scdtl.SCDTL.load('bulk_only.pt', config=cfg).fit(ad.read_h5ad('sc.h5ad'), checkpoint_dir={ckpt!r}, checkpoint_every=1)
 m.save({out!r})
+print('FORKED_KIB', scdtl.api.forked_peak_kib())
 """
 
 
 def test_members_side_by_side_match_one_after_another(files):
     """With two torch threads and two members, each member trains in a forked one-thread process: the same weights and
-    history as one after another on one thread, from the same bulk model; with checkpoints, run again, it resumes to them."""
+    history as one after another on one thread, from the same bulk model; with checkpoints, run again, it resumes to them.
+    The memory the forked members added is recorded (`forked_peak_kib`) only when they fork."""
     r = python(TINY + "import anndata as ad, scdtl\nscdtl.SCDTL(TINY, progress=False).pretrain_bulk("
                "ad.read_h5ad('bulk.h5ad')).save('bulk_only.pt')", cwd=files)
     assert r.returncode == 0, r.stderr
     for threads, ckpt, out in ((2, None, "side.pt"), (1, None, "seq.pt"), (2, "ck_side", "side_ck.pt"), (2, "ck_side", "again.pt")):
         r = python(SIDE.format(threads=threads, ckpt=ckpt, out=out), cwd=files); assert r.returncode == 0, r.stderr
         assert ("members, side by side" in r.stderr) == (threads == 2)        # its progress bar counts members
+        assert (int(r.stdout.split("FORKED_KIB")[1]) > 0) == (threads == 2)   # the memory its members added, for peak readers
     side, seq, ck, again = (torch.load(files / f, weights_only=True) for f in ("side.pt", "seq.pt", "side_ck.pt", "again.pt"))
     assert any(k.startswith("members.1.") for k in side["net_state"])
     for x in (seq, ck, again): assert all(torch.equal(side["net_state"][k], x["net_state"][k]) for k in side["net_state"])
