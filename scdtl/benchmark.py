@@ -21,7 +21,7 @@ from .baselines import FLOORS
 from .preprocess import seeded_rows, observed
 from .metrics import cluster_scores_matrix
 from . import __version__
-from .api import SCDTL, _depth, size_factors, forked_peak_kib
+from .api import SCDTL, _depth, size_factors, forked_peak_kib, status_kib
 from .model import members
 from .train import sc_imputation_loss, sc_dae_loss, _dtl_loss, _imputation_groups
 
@@ -45,7 +45,7 @@ def _rss_mib() -> float:
     import psutil
     return psutil.Process().memory_info().rss / 2**20
 
-_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")  # Linux
+_CLEAR_REFS = Path("/proc/self/clear_refs")  # Linux
 
 def _reset_peak():
     "Return freed heap pages to the OS, then restart the high-water mark at the current RSS (a fork inherits both)."
@@ -57,10 +57,7 @@ def _reset_peak():
 
 def _peak_rss_mib() -> float:
     "This process's peak resident memory since `_reset_peak` (MiB), the kernel's high-water mark, plus what members trained side by side added at once."
-    kids = forked_peak_kib() / 2**10                                                       # 0 without them (`nbs/20_api`)
-    if _STATUS.exists():
-        for line in _STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"): return int(line.split()[1]) / 2**10 + kids   # kB
+    if hwm := status_kib("VmHWM"): return (hwm + forked_peak_kib()) / 2**10               # KiB; 0 off Linux
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
 
