@@ -187,7 +187,8 @@ def member_seeds(seed: int, n: int) -> list[int]:
 
 def _train_members(self: SCDTL, nets, X, sizes, clusters, xb, checkpoint_dir, every: int, distributed: bool) -> list[list[dict]]:
     "Each member's history: trained one after another, or side by side in forked processes (`side_by_side`)."
-    side = side_by_side(len(nets), device=self.device, distributed=distributed)
+    large = self.config.schedule.large(int((self.split == "train").sum()))      # the first member's training cells
+    side = side_by_side(len(nets), device=self.device, distributed=distributed, large=large)
     folders = [checkpoint_dir if checkpoint_dir is None or len(nets) == 1 else Path(checkpoint_dir) / f"member{k}"
                for k in range(len(nets))]
     jobs = [partial(_train_member, self, m, X, sizes, s, clusters, xb, f, every, distributed, progress=self.progress and not side)
@@ -229,9 +230,9 @@ def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     return val[seeded_rows(len(val), max_cells, seed)]
 
 # %% ../nbs/20_api.ipynb #23678246
-def side_by_side(n_members: int, *, device="cpu", distributed: bool = False) -> bool:
-    "Whether `fit` trains `n_members` side by side (one forked one-thread process each): on a Linux CPU with 2 to `n_members` threads, outside a daemon process."
-    return (n_members > 1 and not distributed and torch.device(device or "cpu").type == "cpu" and sys.platform.startswith("linux")
+def side_by_side(n_members: int, *, device="cpu", distributed: bool = False, large: bool = False) -> bool:
+    "Whether `fit` trains `n_members` side by side (one forked one-thread process each): on a Linux CPU with 2 to `n_members` threads, outside a daemon process, not on the `large` data schedule."
+    return (n_members > 1 and not distributed and not large and torch.device(device or "cpu").type == "cpu" and sys.platform.startswith("linux")
             and 2 <= torch.get_num_threads() <= n_members and not mp.current_process().daemon)  # a daemon may not fork
 
 def forked(jobs, modules, *, at_once: int = 2, progress: bool = True) -> list:
