@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np, pandas as pd, scipy.sparse as sp
 import anndata as ad
 import scanpy  # not `as sc`, as in scdtl.preprocess
-from scipy.stats import rankdata
+from scipy.stats import rankdata, binomtest
 from .checks import InputError, to_dense, check_matrix, get_scale, TARGET_SUM
 from .preprocess import observed as observed_counts, shared_hvgs, to_counts, MinMaxScaler, _matrix
 from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
@@ -16,7 +16,7 @@ from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
 # %% auto #0
 __all__ = ['ZERO_COUNT', 'POISSON_EPS', 'NULL_KINDS', 'CORR_GENES', 'CORR_THRESHOLD', 'HeldoutTask', 'make_task', 'zero_scores',
            'score', 'mcv_split', 'mcv_mse', 'mcv_poisson', 'McvTask', 'make_mcv_task', 'mcv_score_counts', 'mcv_score',
-           'NullTask', 'make_null_task', 'false_signals']
+           'NullTask', 'make_null_task', 'false_signals', 'null_calibration']
 
 # %% ../nbs/21_evaluate.ipynb #4928de4e
 @dataclass
@@ -280,3 +280,17 @@ def false_signals(task: NullTask, imputed_log1p, *, alpha: float = 0.05, thresho
     n_de = _n_de(X, task.groups, alpha)
     return dict(n_de=n_de, de_fraction=n_de / len(task.genes), spurious_corr=float((after & free).sum() / free.sum()),
                 n_corr_before=int((before & upper).sum()), n_corr_after=int((after & upper).sum()))
+
+# %% ../nbs/21_evaluate.ipynb #e9393167
+def null_calibration(rows: pd.DataFrame, *, alpha: float = 0.05, level: float = 0.95) -> pd.DataFrame:
+    "Per method, over null draws (`false_signals` rows): the share of draws with any DE call, its exact interval, the p-value of its exceeding `alpha`."
+    need = {"method", "n_de", "de_fraction"} - set(rows.columns)
+    if need: raise InputError(f"null_calibration needs the false_signals rows of a grid; columns {sorted(need)} are missing")
+    return pd.DataFrame([_calibration(m, g, alpha, level) for m, g in rows.dropna(subset=["n_de"]).groupby("method", sort=False)])
+
+def _calibration(method: str, g: pd.DataFrame, alpha: float, level: float) -> dict:  # g: one method's null rows
+    "One method's row of `null_calibration`."
+    n, k = len(g), int((g.n_de > 0).sum())
+    ci = binomtest(k, n).proportion_ci(level, method="exact")                     # two-sided, Clopper-Pearson
+    return dict(method=method, draws=n, draws_with_calls=k, rate=k / n, ci_low=ci.low, ci_high=ci.high,
+                p_above_alpha=binomtest(k, n, alpha, alternative="greater").pvalue, genes_called=int(g.n_de.sum()), max_share=float(g.de_fraction.max()))
