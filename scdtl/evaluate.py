@@ -293,4 +293,5 @@ def _calibration(method: str, g: pd.DataFrame, alpha: float, level: float) -> di
     n, k = len(g), int((g.n_de > 0).sum())
     ci = binomtest(k, n).proportion_ci(level, method="exact")                     # two-sided, Clopper-Pearson
     return dict(method=method, draws=n, draws_with_calls=k, rate=k / n, ci_low=ci.low, ci_high=ci.high,
-                p_above_alpha=binomtest(k, n, alpha, alternative="greater").pvalue, genes_called=int(g.n_de.sum()), max_share=float(g.de_fraction.max()))
+                p_above_alpha=binomtest(k, n, alpha, alternative="greater").pvalue, genes_called=int(g.n_de.sum()),
+                max_share=float(g.de_fraction.max()))
