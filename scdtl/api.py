@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy, io, os, sys, traceback, warnings
 import multiprocessing as mp
 from functools import partial
-from dataclasses import replace
 from pathlib import Path
 import numpy as np, pandas as pd, scipy.sparse as sp, torch
 from scipy.optimize import minimize_scalar
@@ -29,7 +28,7 @@ from . import distributed
 # %% auto #0
 __all__ = ['DENSE_ROWS', 'MIN_FIT_CELLS', 'OTHER_MIN_CELLS', 'ORDER_CELLS', 'PREDICT_BATCH', 'CHUNK_CELLS', 'ZEROS',
            'DEFAULT_ZEROS', 'DEPTH_ROWS', 'FORMAT', 'SparseRows', 'SCDTL', 'distributed_current', 'fit_cells',
-           'member_seeds', 'size_factors', 'member_config', 'side_by_side', 'forked', 'forked_peak_kib', 'status_kib',
+           'member_seeds', 'size_factors', 'side_by_side', 'forked', 'forked_peak_kib', 'status_kib',
            'other_gene_names', 'check_zeros', 'nb_dispersion', 'posterior_mean', 'member_history']
 
 # %% ../nbs/20_api.ipynb #bb4ee085
@@ -200,7 +199,7 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb,
     "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
     split = fit_split(X.shape[0], seed)
     train = np.flatnonzero(split == "train")
-    c = member_config(self.config, len(train))
+    c = self.config
     val = _val_rows(split, c.schedule.max_val_cells, seed)
     labels = (None, None) if clusters is None else (clusters[train], clusters[val])   # beside the outputs (CUDA)
     run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
@@ -218,11 +217,6 @@ def _depth(self: SCDTL, train: np.ndarray, val: np.ndarray) -> Depth | None:  # 
     if self.config.losses.target != "poisson": return None
     lo, hi = self.sc_scaler.min_, self.sc_scaler.max_
     return Depth(*(_to_tensor(v, self.device) for v in (lo, hi - lo, train, val)))
-
-def member_config(c: Config, n_train: int) -> Config:
-    "One member's config: above `epoch_cells` training cells (the large-data schedule) members share each phase's cell budget."
-    if not c.schedule.large(n_train): return c
-    return replace(c, schedule=replace(c.schedule, max_cells=c.schedule.max_cells // c.arch.n_members))
 
 def _val_rows(split: np.ndarray, max_cells: int, seed: int) -> np.ndarray:
     "The validation cells early stopping reads: all of them, or a fixed seeded subsample of `max_cells`."

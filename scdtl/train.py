@@ -114,7 +114,7 @@ def fit_phase(phase: str, net: torch.nn.Module, param_groups, train_loss, val_lo
             if val < s["best"] - 1e-6: s.update(best=val, best_state=_copy_weights(net, s["best_state"]), wait=0)
             else: s["wait"] += 1
             s.update(epoch=epoch + 1, seen=s["seen"] + sum(map(len, s["batches"])), batches=None)
-            if s["wait"] >= schedule.patience or s["seen"] >= schedule.max_cells or _out_of_time(t0, schedule): break
+            if s["wait"] >= schedule.patience or _over_budget(s["seen"], schedule) or _out_of_time(t0, schedule): break
     net.load_state_dict(s["best_state"])
     run.save(phase, dict(done=True, history=s["history"], net=net.state_dict()), gen)
     return s["history"]
@@ -151,6 +151,10 @@ def _train_steps(phase, net, opt, sched, step_loss, s: dict, gen, run: Run, epoc
 def _out_of_time(t0: float, schedule: Schedule) -> bool:
     "Whether the phase has used its wall-clock budget (never, without one)."
     return schedule.phase_minutes is not None and time.monotonic() - t0 > 60 * schedule.phase_minutes
+
+def _over_budget(seen: int, schedule: Schedule) -> bool:
+    "Whether the phase has seen its optional cap of cells (never, without one)."
+    return schedule.max_cells is not None and seen >= schedule.max_cells
 
 def _evaluate(phase, net, val_loss, epoch) -> float:
     "The validation loss with the network in eval mode and no gradients."
