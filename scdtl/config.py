@@ -63,8 +63,9 @@ class Schedule:
                                     # 0.202 / 0.505: the Poisson target wants optimiser steps, and on CPU 256 is only 5%
                                     # faster per cell in phase (iii), the phase that costs most)
     max_cells: int | None = None    # optional cap on the cells a phase sees, per member (repeats counted). None: the epochs
-                                    # decide (measured as above: a cap of 5 x 10^4 per member, the previous default, scored
-                                    # 0.139 in 246 s; no cap 0.300 / filled 0.576 in 1,030 s; full passes 0.327 in 2,166 s)
+                                    # decide (measured as above, figures/scale_budget.csv: no cap 0.300 / filled 0.576 in
+                                    # 1,108 s; full passes 0.327 / 0.593 in 2,291 s; in an earlier run the previous default,
+                                    # a cap of 5 x 10^4 per member, scored 0.139 in 246 s)
     max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
     max_fit_cells: int = 100_000    # fit reads at most this many cells: a seeded subsample of a bigger set, read from disk when
                                     # the AnnData is backed (a phase sees at most max_epochs x epoch_cells draws, so more
