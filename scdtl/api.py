@@ -199,12 +199,11 @@ def _train_member(self: SCDTL, net: SCDTLNet, X, sizes, seed: int, clusters, xb,
     "Phases (ii) and (iii) of one member on its own train/validation split of the cells (`fit_split(seed)`): its history."
     split = fit_split(X.shape[0], seed)
     train = np.flatnonzero(split == "train")
-    c = self.config
-    val = _val_rows(split, c.schedule.max_val_cells, seed)
+    val = _val_rows(split, self.config.schedule.max_val_cells, seed)
     labels = (None, None) if clusters is None else (clusters[train], clusters[val])   # beside the outputs (CUDA)
     run = _run(self, checkpoint_dir, every, distributed, seed=seed, cells=_fingerprint(X))
     return train_all(net, *xb, SparseRows(X[train], self.sc_scaler, self.device),
-                     _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=c, seed=seed,
+                     _to_tensor(self.sc_scaler.transform(X[val]), self.device), config=self.config, seed=seed,
                      labels_train=labels[0], labels_val=labels[1], progress=progress, run=run,
                      depth=_depth(self, sizes[train], sizes[val]))
 
