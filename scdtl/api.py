@@ -78,6 +78,10 @@ class SCDTL:
     def is_fitted(self) -> bool: return self.net is not None
 
     @property
+    def n_members(self) -> int:  # the networks averaged: Architecture.n_members, or Schedule.large_members on large data
+        return len(members(self.net)) if self.is_fitted else self.config.arch.n_members
+
+    @property
     def denoised_genes(self) -> list[str]: return [*(self.genes or []), *self.other_genes]  # what `denoise` estimates
 
     def __repr__(self):
@@ -168,7 +172,8 @@ def _fit(self: SCDTL, obs: ad.AnnData, bulk, *, layer, bulk_scale, checkpoint_di
     sizes = size_factors(obs)                                                        # (cells,) the Poisson target's offsets
     train = np.flatnonzero(self.split == "train")
     self.sc_scaler = MinMaxScaler().fit(X[train])                                    # one input scale for every member
-    net = _build_net(self, order=_gene_order(self, X[train]))    # every member built before any trains the bulk DAE
+    n = c.schedule.members(c.arch.n_members, len(train))                        # one network on the large-data schedule
+    net = _build_net(self, n, order=_gene_order(self, X[train]))                 # every member built before any trains the bulk DAE
     clusters = None if c.losses.w_cluster <= 0 else torch.as_tensor(
         leiden_labels(X, resolution=c.losses.n_clusters_resolution, seed=self.seed), device=self.device)
     xb = _split_tensors(self.bulk_x, self.bulk_split) if c.ablation.transfers else (None, None)
@@ -314,9 +319,9 @@ def _fit_other_genes(self: SCDTL, net, obs: ad.AnnData, checkpoint_dir, every: i
     return head.eval(), genes, hist
 
 # %% ../nbs/20_api.ipynb #270327ed
-def _build_net(self: SCDTL, order=None) -> SCDTLNet | Ensemble:
+def _build_net(self: SCDTL, n_members: int, order=None) -> SCDTLNet | Ensemble:
     "The model's network: one seeded `SCDTLNet`, or an `Ensemble` of `n_members` (each its own seed and bulk DAE copy)."
-    nets = [_member_net(self, s, order, own_bulk=k > 0) for k, s in enumerate(member_seeds(self.seed, self.config.arch.n_members))]
+    nets = [_member_net(self, s, order, own_bulk=k > 0) for k, s in enumerate(member_seeds(self.seed, n_members))]
     return nets[0] if len(nets) == 1 else Ensemble(nets)
 
 def _member_net(self: SCDTL, seed: int, order, own_bulk: bool) -> SCDTLNet:
@@ -555,7 +560,7 @@ def _state(self: SCDTL, bulk_data: bool) -> dict:
         s.update(bulk_x=self.bulk_x.cpu(), bulk_split=self.bulk_split.tolist(), bulk_scaler=_pack(self.bulk_scaler.to_dict()))
     if self.is_fitted:
         s.update(genes=self.genes, split=self.split.tolist(), sc_scaler=_pack(self.sc_scaler.to_dict()),
-                 net_state=self.net.state_dict(), transferred=self.bulk_dae is not None, other_genes=self.other_genes,
+                 net_state=self.net.state_dict(), members=self.n_members, transferred=self.bulk_dae is not None, other_genes=self.other_genes,
                  dispersion=self.dispersion)
         if self.other_head is not None: s["other_state"] = self.other_head.state_dict()
     return s
@@ -601,7 +606,7 @@ def load(cls: SCDTL, path, *, config: str | Config | None = None, device: str | 
         m.bulk_scaler = MinMaxScaler.from_dict(_unpack(s["bulk_scaler"]))
     if "net_state" in s:
         m.genes, m.split, m.sc_scaler = s["genes"], np.array(s["split"]), MinMaxScaler.from_dict(_unpack(s["sc_scaler"]))
-        m.net = _build_net(m); m.net.load_state_dict(s["net_state"])
+        m.net = _build_net(m, s.get("members", m.config.arch.n_members)); m.net.load_state_dict(s["net_state"])
         m.other_genes, m.dispersion = s["other_genes"], s["dispersion"]
     if "other_state" in s:
         m.other_head = OtherGenes(s["other_state"]["center"].numel(), len(m.other_genes)).to(m.device).eval()

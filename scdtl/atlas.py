@@ -96,7 +96,7 @@ def _write_chunks(model, counts, obs_names, var, tmp: Path, *, zeros, values, dt
     n, G = len(obs_names), len(model.genes)
     with h5py.File(tmp, "a") as g:
         X = _dense(g, "X", (n, G), dtype) if values == "imputed" else None
-        Z = _dense(g, "obsm/X_scdtl", (n, model.config.arch.n_latent * model.config.arch.n_members), "float32") if latent else None
+        Z = _dense(g, "obsm/X_scdtl", (n, model.config.arch.n_latent * model.n_members), "float32") if latent else None
         for a, b in tqdm(_bounds(n, chunk_size), desc="impute (chunks)", disable=not progress, leave=False):
             y, z = _chunk_values(model, counts[a:b], obs_names[a:b], var, zeros=zeros, values=values, latent=latent)
             if X is not None: X[a:b] = y.astype(dtype)

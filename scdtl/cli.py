@@ -123,7 +123,7 @@ def _demo_figure(model, task, imputed, path: Path):
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for phase, h in hist.groupby("phase", sort=False): ax1.plot(h.epoch, h.val, label=phase)
     ax1.set(xlabel="epoch", ylabel="validation loss", yscale="log",
-            title="training phases" + (" (first member)" if model.config.arch.n_members > 1 else "")); ax1.legend(fontsize=7)
+            title="training phases" + (" (first member)" if model.n_members > 1 else "")); ax1.legend(fontsize=7)
     y = task.scaler.transform(imputed)[task.mask]; t = task.truth[task.mask]
     ax2.hexbin(t, y, gridsize=40, bins="log", cmap="viridis"); ax2.plot([0, 1], [0, 1], "r--", lw=1)
     ax2.set(xlabel="true (held out, min-max)", ylabel="scDTL imputed", title=f"held-out entries ({task.rate:.0%} masked)")

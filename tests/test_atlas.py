@@ -161,3 +161,27 @@ def test_members_side_by_side_match_one_after_another(files):
     for x in (seq, ck, again): assert all(torch.equal(side["net_state"][k], x["net_state"][k]) for k in side["net_state"])
     assert side["history"] == seq["history"] == ck["history"] == again["history"]
     assert (files / "ck_side" / "member1" / "iii_sc_imputation.pt").exists()
+
+
+def test_large_data_fit_trains_one_network_and_imputes_a_file(files):
+    """Above `epoch_cells` training cells a two-member preset trains one network (`Schedule.large_members`): the saved
+    model says so, loads with the preset's own config, and `scdtl impute --model --latent` writes that network's latent."""
+    r = python(TINY + """import anndata as ad, scdtl
+cfg = replace(TINY, arch=replace(TINY.arch, n_members=2), schedule=replace(TINY.schedule, epoch_cells=50))
+m = scdtl.SCDTL(cfg, progress=False).fit(ad.read_h5ad('sc.h5ad'), ad.read_h5ad('bulk.h5ad')); m.save('large.pt')
+back = scdtl.SCDTL.load('large.pt', config=cfg, progress=False)
+print('MEMBERS', m.n_members, back.n_members, back.config.arch.n_members)
+""", cwd=files)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("MEMBERS")[1].split() == ["1", "1", "2"]        # one network; the preset still names two
+    r = run([SCDTL, "impute", "sc.h5ad", "--model", "large.pt", "-o", "large_out.h5ad", "--latent", "--quiet"], cwd=files)
+    assert r.returncode == 0, r.stderr
+    r = python("""
+import anndata as ad, numpy as np
+from scdtl.api import SCDTL
+m, o = SCDTL.load('large.pt'), ad.read_h5ad('large_out.h5ad')
+print('LATENT', o.obsm['X_scdtl'].shape[1], float(np.abs(o.obsm['X_scdtl'] - m.latent(ad.read_h5ad('sc.h5ad'))).max()))
+""", cwd=files)
+    assert r.returncode == 0, r.stderr
+    width, err = r.stdout.split("LATENT")[1].split()
+    assert int(width) == 8 and float(err) < 1e-5                            # TINY's n_latent, one network's
