@@ -67,7 +67,7 @@ class Schedule:
                                     # 0.576 in 1,108 s, one 0.297 / 0.561 in 581 s: a second network adds little where one
                                     # already sees max_epochs x epoch_cells cells, and costs a whole fit
     max_cells: int | None = None    # optional cap on the cells a phase sees, per member (repeats counted). None: the epochs
-                                    # decide (measured as above, figures/scale_budget.csv: no cap 0.300 / filled 0.576 in
+                                    # decide (measured as above with two networks: no cap 0.300 / filled 0.576 in
                                     # 1,108 s; full passes 0.327 / 0.593 in 2,291 s; in an earlier run the previous default,
                                     # a cap of 5 x 10^4 per member, scored 0.139 in 246 s)
     max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
@@ -172,9 +172,10 @@ class Config:
 # %% ../nbs/14_config.ipynb #0c64645b
 CONFIGS = {
     "paper": Config(name="paper"),
-    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged, phase (iii)
-    # on the Poisson target (depth-free estimates; the paper's MSE target fills zeros with depth), and a Poisson head on
-    # the latent for every other detected gene (denoise covers the whole matrix); the default.
+    # fast: the transferred bulk imputer alone (the paper's "without U-Net" ablation), two networks averaged (one on
+    # the large-data schedule), phase (iii) on the Poisson target (depth-free estimates; the paper's MSE target fills
+    # zeros with depth), and a Poisson head on the latent for every other detected gene (denoise covers the whole
+    # matrix); the default.
     "fast": Config(Architecture(encoder_hidden=(512,), n_latent=128, unet_channels=(4, 8, 16, 32), n_members=2,
                                 other_genes=True),
                    Schedule(batch_size=64, max_epochs_pretrain=60, max_epochs_bulk=60, max_epochs_dtl=30,

@@ -552,7 +552,7 @@ def schedule_cost(adata: ad.AnnData, bulk: ad.AnnData, *, config="fast", rate: f
         s = score(task, m.impute(task.observed, genes=task.genes).toarray())
         filled = score(task, m.impute(task.observed, genes=task.genes, zeros="fill").toarray())
         epochs = member_history(m.history).groupby("phase", sort=False).size()          # per member
-        rows.append(dict(schedule=name, cells=adata.n_obs, fit_seconds=secs, pcc=s["pcc"], l1=s["l1"], rmse=s["rmse"],
+        rows.append(dict(schedule=name, cells=adata.n_obs, members=m.n_members, fit_seconds=secs, pcc=s["pcc"], l1=s["l1"], rmse=s["rmse"],
                          fill_pcc=filled["pcc"], fill_l1=filled["l1"],
                          epochs=", ".join(f"{p}: {k}" for p, k in epochs.items())))
     return pd.DataFrame(rows)

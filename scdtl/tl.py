@@ -69,7 +69,7 @@ def impute(adata, bulk, *, layer: str | None = None, key_added: str = "scdtl", c
         Whether scDTL modelled the gene (HVGs shared with the bulk panel); the others are copied.
     `adata.uns[key_added]` : dict
         `mode` ("impute"), `scale` ("log1p_norm"), `zeros` (as a string), `input_layer`, `seed`, `device`, `genes` (the modelled genes), `bulk_scale`,
-        `config` (nested dicts, lists for tuples), `versions` (scdtl, torch, scanpy, anndata) and `history`
+        `config` (nested dicts, lists for tuples), `members` (the networks averaged: one on the large-data schedule), `versions` (scdtl, torch, scanpy, anndata) and `history`
         (per epoch: phase, epoch, train and validation loss, learning rate; a dict of lists).
     `adata.uns["scdtl_scales"]["layers"][key_added]` : str
         "log1p_norm", the scale record every scdtl function reads.
@@ -196,6 +196,7 @@ def _record(model, mode: str, scale: str, zeros=None) -> dict:
     import pandas as pd
     uns = dict(mode=mode, scale=scale, input_layer=model.layer or "X", seed=model.seed, device=model.device.type,
                genes=list(model.genes), bulk_scale=model.bulk_scale or "none", config=model.config.to_dict(),
+               members=model.n_members,
                versions={p: version(p) for p in ("scdtl", "torch", "scanpy", "anndata")},
                history=pd.DataFrame(model.history).to_dict(orient="list"))
     if zeros is not None: uns["zeros"] = str(zeros)
