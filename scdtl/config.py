@@ -67,9 +67,9 @@ class Schedule:
                                     # 0.576 in 1,108 s, one 0.297 / 0.561 in 581 s: a second network adds little where one
                                     # already sees max_epochs x epoch_cells cells, and costs a whole fit
     max_cells: int | None = None    # optional cap on the cells a phase sees, per member (repeats counted). None: the epochs
-                                    # decide (measured as above with two networks: no cap 0.300 / filled 0.576 in
-                                    # 1,108 s; full passes 0.327 / 0.593 in 2,291 s; in an earlier run the previous default,
-                                    # a cap of 5 x 10^4 per member, scored 0.139 in 246 s)
+                                    # decide (measured as above, two networks: no cap as under large_members; full passes
+                                    # 0.327 / 0.593 in 2,291 s; in an earlier run the previous default, a cap of 5 x 10^4
+                                    # per member, scored 0.139 in 246 s)
     max_val_cells: int = 2_000      # early stopping reads a fixed seeded subsample of at most this many validation cells
     max_fit_cells: int = 100_000    # fit reads at most this many cells: a seeded subsample of a bigger set, read from disk when
                                     # the AnnData is backed (a phase sees at most max_epochs x epoch_cells draws, so more
