@@ -55,7 +55,7 @@ GRID = -p results ../../figures/bench_grid_$(PROFILE).csv
 paper_nb = mkdir -p figures/notebooks && $(PAPERMILL) nbs/paper/$(1).ipynb figures/notebooks/$(1).ipynb
 BULK_CACHE := .cache/bulk_models
 BENCH = $(VENV)/bin/scdtl bench --bulk-cache $(BULK_CACHE)
-PAPER_NBS := fig6_trajectory zeros fig5_umap unet_gate training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
+PAPER_NBS := fig6_trajectory zeros fig5_umap unet_gate headroom training_curves fig7_mcv fig3_accuracy fig4_clustering fig8_false_signals \
 	ablation table1_datasets
 
 # `make figures` times itself (/usr/bin/time) into figures/time_figures_$(PROFILE).txt, which the README reads.
@@ -77,6 +77,8 @@ nb-fig5_umap:
 	$(call paper_nb,fig5_umap) $(NB_ARGS) $(GRID) -p bulk_cache ../../$(BULK_CACHE)
 nb-zeros nb-fig6_trajectory nb-unet_gate nb-training_curves:
 	$(call paper_nb,$(@:nb-%=%)) $(NB_ARGS) -p bulk_cache ../../$(BULK_CACHE)
+nb-headroom:
+	$(call paper_nb,headroom) $(NB_ARGS)
 nb-ablation:
 	$(call paper_nb,ablation) $(NB_ARGS) -p results ../../figures/bench_ablation_$(PROFILE).csv
 nb-table1_datasets:

@@ -8,15 +8,16 @@ from dataclasses import dataclass
 import numpy as np, pandas as pd, scipy.sparse as sp
 import anndata as ad
 import scanpy  # not `as sc`, as in scdtl.preprocess
-from scipy.stats import rankdata, binomtest
+from scipy.stats import rankdata, binomtest, nbinom
 from .checks import InputError, to_dense, check_matrix, get_scale, TARGET_SUM
 from .preprocess import observed as observed_counts, shared_hvgs, to_counts, MinMaxScaler, _matrix
 from .metrics import mask_dropout, imputation_scores, whole_matrix_scores
 
 # %% auto #0
-__all__ = ['ZERO_COUNT', 'POISSON_EPS', 'NULL_KINDS', 'CORR_GENES', 'CORR_THRESHOLD', 'HeldoutTask', 'make_task', 'zero_scores',
-           'score', 'mcv_split', 'mcv_mse', 'mcv_poisson', 'McvTask', 'make_mcv_task', 'mcv_score_counts', 'mcv_score',
-           'NullTask', 'make_null_task', 'false_signals', 'null_calibration']
+__all__ = ['ZERO_COUNT', 'NB_TERMS', 'POISSON_EPS', 'NULL_KINDS', 'CORR_GENES', 'CORR_THRESHOLD', 'HeldoutTask', 'make_task',
+           'zero_scores', 'score', 'detected_value_nb', 'oracle_fill', 'mcv_split', 'mcv_mse', 'mcv_poisson', 'McvTask',
+           'make_mcv_task', 'mcv_score_counts', 'mcv_score', 'NullTask', 'make_null_task', 'false_signals',
+           'null_calibration']
 
 # %% ../nbs/21_evaluate.ipynb #4928de4e
 @dataclass
@@ -88,6 +89,49 @@ def score(task: HeldoutTask, imputed_log1p: np.ndarray, *, whole_matrix: bool = 
     res = {**imputation_scores(task.truth, imputed, task.mask), **zero_scores(task, imputed, imputed_log1p)}
     if whole_matrix: res.update(whole_matrix_scores(task.truth, imputed))  # the paper's convention, labelled whole_*
     return res
+
+# %% ../nbs/21_evaluate.ipynb #4a53015f
+NB_TERMS = 2**24  # NB probabilities held at once (128 MiB of float64): a block of entries times its longest range of k
+
+def detected_value_nb(mean, dispersion, size) -> np.ndarray:  # (N,) x 3 -> (N,) log1p_norm
+    "E[log1p(k / size) | k >= 1] for k ~ NB(`mean`, `dispersion`), variance mean + dispersion mean^2: exact sums."
+    m, phi, s = (np.asarray(v, np.float64).ravel() for v in np.broadcast_arrays(mean, dispersion, size))
+    if not ((m > 0).all() and (phi > 0).all() and (s > 0).all()):
+        raise InputError("detected_value_nb needs positive means, dispersions and sizes")
+    top = _k_max(m, phi); order = np.argsort(top); out = np.empty(len(m))
+    for idx in _blocks(order, top[order]):
+        n = 1 / phi[idx]; p = n / (n + m[idx])                        # scipy's NB: n successes, success probability p
+        k = np.arange(1, int(top[idx].max()) + 1)
+        pmf = nbinom.pmf(k, n[:, None], p[:, None])                   # (block, k)
+        if (lost := 1 - pmf.sum(1) - p**n).max() > 1e-9: raise RuntimeError(f"NB sums cut {lost.max():.1e} of the mass")
+        out[idx] = (pmf * np.log1p(k / s[idx, None])).sum(1) / -np.expm1(n * np.log(p))  # / P(k >= 1)
+    return out
+
+def _k_max(m, phi) -> np.ndarray:  # (n,) x 2 -> (n,) the largest count worth summing for each
+    "Mean + 30 sd (30 sqrt(phi) sd above dispersion 1, where the tail is longer): under 1e-12 of the mass lies beyond."
+    return np.ceil(m + 30 * np.maximum(1, np.sqrt(phi)) * np.sqrt(m * (1 + phi * m)) + 30)
+
+def _blocks(order, top_sorted):  # (n,) positions sorted by their range of k, those ranges -> blocks of positions
+    "Consecutive blocks whose size times their longest range of k stays within `NB_TERMS` (one entry at least)."
+    fits, i = np.maximum(1, NB_TERMS // top_sorted.astype(np.int64)), 0   # non-increasing along the sorted ranges
+    while i < len(order):
+        j = min(len(order), i + fits[i])
+        while j - i > fits[j - 1]: j = i + fits[j - 1]
+        yield order[i:j]; i = j
+
+def oracle_fill(task: HeldoutTask, truth: ad.AnnData) -> np.ndarray:  # -> (cells, len(task.genes)) log1p_norm
+    "What a method that knew every TRUE mean would return: observed values kept, each zero its value if detected."
+    if "mean" not in truth.layers or "dispersion" not in truth.var:
+        raise InputError("oracle_fill needs the true means, layers['mean'] and var['dispersion'] of the simulated data "
+                         "the task was made from (scdtl.simulate.paired writes both)")
+    if not (truth.obs_names.equals(task.observed.obs_names) and pd.Index(task.genes).isin(truth.var_names).all()):
+        raise InputError("truth must hold the task's cells, in order, and its genes: pass the AnnData make_task was given")
+    cols = truth.var_names.get_indexer(task.genes)
+    out = task.observed_block()
+    r, c = np.nonzero(out == 0)
+    size = task.observed.obs["scdtl_total"].to_numpy() / TARGET_SUM   # the observed depth, as the truth's scale uses
+    out[r, c] = detected_value_nb(to_dense(truth.layers["mean"][:, cols])[r, c], truth.var["dispersion"].to_numpy()[cols][c], size[r])
+    return out
 
 # %% ../nbs/21_evaluate.ipynb #24646b44
 def mcv_split(counts, *, test_fraction: float = 0.1, seed: int = 0):  # (cells, genes) whole counts -> 2 x CSR float32

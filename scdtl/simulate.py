@@ -128,16 +128,19 @@ def _cell_obs(type_idx, t, rare, n_types: int) -> pd.DataFrame:
                          "rare_program": rare}, index=_names("C", len(type_idx)))
 
 def simulate_cells(rng, n_cells: int, profiles, loadings, baseline, dropout_mid: float, c: SimConstants = SIM):
-    "Single cells on all simulated genes: observed counts in X (CSR), counts before dropout in layers['true']."
+    "Observed counts in X (CSR), counts before dropout in layers['true'], their NB means (layers['mean']) and var['dispersion']."
     n_types = len(profiles)
     type_idx = rng.choice(n_types, n_cells, p=sc_composition(n_types, c))
     rare = rng.random(n_cells) < c.rare_fraction
     act, t = cell_activity(rng, type_idx, rare, profiles, min(n_types, 3), c)
     library = rng.lognormal(np.log(c.library_median), c.library_sdlog, (n_cells, 1))
     mu = expression_profile(act, loadings, baseline) * library
-    true = nb_counts(rng, mu, rng.lognormal(np.log(c.dispersion_median), c.dispersion_sdlog, loadings.shape[1]))
+    phi = rng.lognormal(np.log(c.dispersion_median), c.dispersion_sdlog, loadings.shape[1])  # (G,) NB dispersion
+    true = nb_counts(rng, mu, phi)
+    var = pd.DataFrame({"dispersion": phi.astype(np.float32)}, index=_names("G", loadings.shape[1]))
     return ad.AnnData(sp.csr_matrix(dropout(rng, true, mu, dropout_mid, c)), obs=_cell_obs(type_idx, t, rare, n_types),
-                      layers={"true": sp.csr_matrix(true)}, obsm={"program_activity": act.astype(np.float32)})
+                      var=var, layers={"true": sp.csr_matrix(true), "mean": mu.astype(np.float32)},
+                      obsm={"program_activity": act.astype(np.float32)})
 
 # %% ../nbs/03_simulate.ipynb #2091aac1
 def bulk_mixing(rng, n_bulk: int, n_types: int, c: SimConstants = SIM):  # -> (n, T), (n,), (n,) bool
