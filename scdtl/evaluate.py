@@ -103,8 +103,9 @@ def detected_value_nb(mean, dispersion, size) -> np.ndarray:  # (N,) x 3 -> (N,)
         n = 1 / phi[idx]; p = n / (n + m[idx])                        # scipy's NB: n successes, success probability p
         k = np.arange(1, int(top[idx].max()) + 1)
         pmf = nbinom.pmf(k, n[:, None], p[:, None])                   # (block, k)
-        if (lost := 1 - pmf.sum(1) - p**n).max() > 1e-9: raise RuntimeError(f"NB sums cut {lost.max():.1e} of the mass")
-        out[idx] = (pmf * np.log1p(k / s[idx, None])).sum(1) / -np.expm1(n * np.log(p))  # / P(k >= 1)
+        log_p0 = n * np.log(p)                                        # log P(k = 0)
+        if (lost := 1 - pmf.sum(1) - np.exp(log_p0)).max() > 1e-9: raise RuntimeError(f"NB sums cut {lost.max():.1e} of the mass")
+        out[idx] = (pmf * np.log1p(k / s[idx, None])).sum(1) / -np.expm1(log_p0)   # / P(k >= 1)
     return out
 
 def _k_max(m, phi) -> np.ndarray:  # (n,) x 2 -> (n,) the largest count worth summing for each
