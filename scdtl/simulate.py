@@ -194,11 +194,12 @@ def _check_args(**args):
     if not np.isfinite(args["dropout_mid"]) or args["dropout_mid"] <= 0:
         raise InputError(f"dropout_mid={args['dropout_mid']!r}: give the (positive) mean count at which half the counts drop out.")
 
-def _finish(adata, cols, loadings, params: dict) -> ad.AnnData:
-    "Name the genes, keep `cols`, attach loadings, parameters and the counts scale."
+def _finish(adata, cols, loadings, baseline, params: dict) -> ad.AnnData:
+    "Name the genes, keep `cols`, attach the loadings and baselines, parameters and the counts scale."
     adata.var_names = _names("G", loadings.shape[1])
     adata = adata[:, cols].copy()
     adata.varm["programs"] = loadings[:, cols].T.astype(np.float32)
+    adata.var["baseline"] = baseline[cols].astype(np.float32)
     adata.uns["scdtl_simulate"] = dict(params)
     for where in ["X", *(f"layers/{k}" for k in adata.layers)]: set_scale(adata, where, "counts")
     return adata
@@ -216,6 +217,6 @@ def paired(*, n_cells: int = 600, n_genes: int = 2000, n_bulk: int = 300, n_type
     profiles = type_profiles(r_prog, n_types, n_programs)
     sc_cols, bulk_cols = gene_split(r_genes, n_genes, k)
     params = {**args, "n_unshared": k, **{f: list(v) if isinstance(v, tuple) else v for f, v in asdict(SIM).items()}}
-    sc = _finish(simulate_cells(r_sc, n_cells, profiles, loadings, baseline, dropout_mid), sc_cols, loadings, params)
-    bulk = _finish(simulate_bulk(r_bulk, n_bulk, profiles, loadings, baseline), bulk_cols, loadings, params)
+    sc = _finish(simulate_cells(r_sc, n_cells, profiles, loadings, baseline, dropout_mid), sc_cols, loadings, baseline, params)
+    bulk = _finish(simulate_bulk(r_bulk, n_bulk, profiles, loadings, baseline), bulk_cols, loadings, baseline, params)
     return sc, bulk
